@@ -1,0 +1,1 @@
+"""Sub-commands of the ``resnets`` CLI, one module each (see ``resnets.cli``)."""

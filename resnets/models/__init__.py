@@ -1,0 +1,12 @@
+"""Reference models. Knows nothing about measuring: build a model by name and that's all.
+
+>>> from resnets import models
+>>> m = models.create("resnet50", num_classes=10)
+>>> models.spec("resnet20").input_shape
+(3, 32, 32)
+"""
+# Importing a module registers its builders; this order is the order of names().
+from . import lenet, resnet, cifar  # noqa: F401,I001
+from .registry import ModelSpec, UnknownModelError, create, names, register, spec
+
+__all__ = ["ModelSpec", "UnknownModelError", "create", "names", "register", "spec"]

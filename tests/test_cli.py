@@ -1,0 +1,32 @@
+"""The CLI: tables on stdout, one-line errors with exit code 2 on bad input."""
+import subprocess
+import sys
+
+from resnets import models
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "resnets", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_models_table_lists_every_model_with_params():
+    r = run("models")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["name", "family", "params", "input", "torchvision"]
+    body = {ln.split()[0]: ln.split() for ln in lines[2:]}
+    assert list(body) == models.names()
+    assert body["resnet50"][2] == "25,557,032" and body["resnet50"][3] == "3x224x224"
+
+
+def test_bad_option_is_one_line_and_exits_nonzero():
+    r = run("models", "--bogus")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "--bogus" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unknown_family_is_one_line():
+    r = run("models", "--family", "vgg")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
