@@ -1,20 +1,28 @@
 """The ``resnets`` command line.
 
-Each sub-command lives in ``resnets/commands/<name>.py`` with ``add_arguments(parser)``
-and ``main(args) -> int``. Command modules import torch only inside ``main``, so
+Each sub-command lives in ``resnets/commands/<name>.py`` with a one-line module docstring
+(its help), ``add_arguments(parser)`` and ``main(args) -> int``; it is found by name, so
+adding a command means adding a module. Command modules import torch only inside ``main``, so
 ``resnets report``/``compare`` and ``--help`` start fast and work without torch.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from .errors import UserError
 
-COMMANDS = {
-    "models": "list the reference models: family, parameters, input shape",
-}
+from . import commands as _commands
+
+# Shown first, in this order; any other command module follows alphabetically.
+ORDER = ("run", "report", "compare", "history", "profile", "train", "models")
+
+
+def command_names() -> list[str]:
+    found = [m.name for m in pkgutil.iter_modules(_commands.__path__) if not m.name.startswith("_")]
+    return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"resnets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, help_ in COMMANDS.items():
+    for name in command_names():
         module = importlib.import_module(f".commands.{name}", __package__)
-        p = sub.add_parser(name, help=help_, description=(module.__doc__ or help_).strip())
+        doc = (module.__doc__ or name).strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc)
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser

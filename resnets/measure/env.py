@@ -1,0 +1,71 @@
+"""Everything about the machine and software that a number depends on."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _run(cmd: list[str], cwd: str | None = None) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=cwd)
+        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def _static() -> dict:
+    pkg_dir = str(Path(__file__).resolve().parents[2])
+    env = {
+        "hostname": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "git_commit": _run(["git", "rev-parse", "HEAD"], cwd=pkg_dir),
+        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=pkg_dir)),
+        "gpu_name": None, "gpu_count": 0, "gpu_sm_count": None, "gpu_memory_bytes": None,
+        "gpu_capability": None, "driver": None,
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env.update(gpu_name=props.name, gpu_count=torch.cuda.device_count(),
+                   gpu_sm_count=props.multi_processor_count,
+                   gpu_memory_bytes=props.total_memory,
+                   gpu_capability=f"{props.major}.{props.minor}",
+                   driver=_run(["nvidia-smi", "--query-gpu=driver_version",
+                                "--format=csv,noheader"]))
+    return env
+
+
+def environment() -> dict:
+    """Static facts plus the switches that can change between cases."""
+    return {
+        **_static(),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+

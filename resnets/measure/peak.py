@@ -1,0 +1,54 @@
+"""The device's attainable FLOP/s for a precision, measured by a large-matmul probe.
+
+Utilization is only meaningful against what *this* device can do in *this* precision, so
+the harness measures it once per run (cached per process) instead of trusting a spec
+sheet; a published dense peak is shown beside it for known GPUs.
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+
+from .case import Case
+from .workload import autocast, math_mode
+
+# Dense (no sparsity) tensor-core peaks from NVIDIA's data sheets, FLOP/s.
+PUBLISHED_PEAKS = {
+    "H100 80GB HBM3": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
+    "H200": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
+    "A100-SXM4-80GB": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12, "fp16": 312e12},
+    "A100-SXM4-40GB": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12, "fp16": 312e12},
+}
+
+
+def published_peak(device_name: str, precision: str) -> float | None:
+    for key, table in PUBLISHED_PEAKS.items():
+        if key in device_name:
+            return table.get(precision)
+    return None
+
+
+@lru_cache(maxsize=None)
+def attainable_flops(device: str, precision: str) -> dict:
+    """Best-of-N FLOP/s of an n x n x n matmul in the case's precision mode."""
+    n, reps = (8192, 20) if device == "cuda" else (1024, 6)
+    case = Case("probe", device=device, precision=precision)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    best = float("inf")
+    with math_mode(case), autocast(case):
+        for i in range(reps + 2):
+            sync()
+            t0 = time.perf_counter()
+            a @ b
+            sync()
+            if i >= 2:  # two warm-ups
+                best = min(best, time.perf_counter() - t0)
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    return {"attainable_flops_per_s": 2 * n ** 3 / best,
+            "attainable_method": f"best of {reps} {n}x{n}x{n} matmuls ({precision}), "
+                                 "after 2 warm-ups, perf_counter with device sync",
+            "published_peak_flops_per_s": published_peak(name, precision)}

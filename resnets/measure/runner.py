@@ -1,0 +1,140 @@
+"""Measure one case end to end: the engine behind the suite, ``resnets run`` and tests.
+
+Order matters and is fixed: build, warm up + time (nothing else running), then the
+memory pass and the FLOP count (both perturb timing, so they come after). The result is
+the ``extra_info`` every consumer reads; ``SCHEMA_VERSION`` changes whenever its meaning
+does.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..stats import Measurement
+from .case import Case
+from .env import environment
+from .flops import count_flops
+from .memory import peak_memory
+from .peak import attainable_flops
+from .timer import Timing, TimingPolicy, time_step
+from .workload import build, math_mode, runtime_skip_reason
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a run measures (the same for every case of the run)."""
+
+    policy: TimingPolicy = field(default_factory=TimingPolicy)
+    threads: int | None = None        # CPU threads; None = all cores
+    flush_denormal: bool = True       # denormals slowed a sigmoid LeNet 2.5x on this CPU
+    seed: int = 0
+    count_flops: bool = True
+    measure_memory: bool = True
+    cudnn_benchmark: bool = True
+
+    def apply(self) -> None:
+        torch.set_num_threads(self.threads or os.cpu_count() or 1)
+        torch.set_flush_denormal(self.flush_denormal)
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+
+    def describe(self) -> dict:
+        return {**self.policy.describe(), "threads": self.threads or os.cpu_count(),
+                "flush_denormal": self.flush_denormal, "seed": self.seed,
+                "cudnn_benchmark": self.cudnn_benchmark}
+
+
+class Skipped(Exception):
+    """The case cannot run here; the message is the precise reason."""
+
+
+@dataclass
+class Result:
+    case: Case
+    timing: Timing
+    extra_info: dict
+
+    @property
+    def measurement(self) -> Measurement:
+        return self.timing.measurement
+
+
+def measure(case: Case, settings: Settings = Settings()) -> Result:
+    """Time, size and count one case. Raises ``Skipped`` for impossible cases."""
+    reason = runtime_skip_reason(case)
+    if reason:
+        raise Skipped(reason)
+    settings.apply()
+    work = None
+    try:
+        with math_mode(case):
+            t0 = time.perf_counter()
+            work = build(case, seed=settings.seed)
+            build_s = time.perf_counter() - t0
+            timing = time_step(work.step, case.device, settings.policy)
+            env = environment()  # inside math_mode: records the flags the case ran with
+            memory = peak_memory(work) if settings.measure_memory else {}
+            params = sum(p.numel() for p in work.model.parameters())
+        flops = (count_flops(case.model, case.mode, case.batch_size, case.input_shape)
+                 if settings.count_flops else {})
+        peak = attainable_flops(case.device, case.precision)
+    finally:
+        del work
+        release_memory()
+    return Result(case, timing, _extra_info(case, settings, timing, env, memory, flops, peak,
+                                            params, build_s))
+
+
+def _extra_info(case, settings, timing: Timing, env, memory, flops, peak, params, build_s) -> dict:
+    m = timing.measurement
+    flops_step = flops.get("flops_step")
+    achieved = flops_step / m.median if flops_step else None
+    attainable = peak["attainable_flops_per_s"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "speed",
+        "status": "ok",
+        "case_id": case.id,
+        **case.key(),
+        "variant": case.variant,
+        "params": params,
+        "samples_per_s": case.batch_size / m.median,
+        "latency_s": m.median,
+        **{f"time_{k}": v for k, v in m.summary().items()},
+        **memory,
+        **flops,
+        "achieved_flops_per_s": achieved,
+        **peak,
+        "utilization": achieved / attainable if achieved and attainable else None,
+        "timing": {
+            "method": "one step per sample: " + ("inference_mode forward" if case.mode == "infer"
+                      else "zero_grad+forward+cross_entropy+backward+SGD(momentum) step"),
+            "clock": timing.clock,
+            "rounds": m.rounds,
+            "stop_reason": timing.stop_reason,
+            "warmup_rounds": timing.warmup_rounds,
+            "warmup_s": timing.warmup_s,
+            "first_step_s": timing.first_step_s,
+            "compile_s": timing.first_step_s if case.compile == "compile" else None,
+            "build_s": build_s,
+            "wall_s": timing.wall_s,
+            "gc": "disabled while timing",
+            **settings.describe(),
+        },
+        "env": env,
+    }
+
+
+def release_memory() -> None:
+    """Free what a case left behind so a long sweep does not grow."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    if hasattr(torch, "_dynamo"):
+        torch._dynamo.reset()

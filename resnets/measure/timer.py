@@ -1,0 +1,133 @@
+"""Time one step many times: warm-up first, then adaptive rounds until the median is known.
+
+CPU steps are timed with ``time.perf_counter`` around each call. CUDA steps are timed with
+a pair of CUDA events around each call, recorded on the stream with no per-step
+synchronize (which would idle the GPU between steps and distort the steady state); the
+events are read after a synchronize every ``check_every`` rounds. GC is off while timing.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..stats import Measurement
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """When to stop. Rounds end when the 95% CI of the median is within +-``rel_ci`` of it
+    (after ``min_rounds``), when ``budget_s`` of wall time is spent, or at ``max_rounds``."""
+
+    rel_ci: float = 0.02
+    budget_s: float = 5.0
+    min_rounds: int = 10
+    max_rounds: int = 10_000
+    warmup_rounds: int = 3      # at least this many warm-up steps...
+    warmup_s: float = 0.3       # ...and at least this long (cuDNN autotuning, caches, JIT)
+
+    def describe(self) -> dict:
+        return {"rel_ci": self.rel_ci, "budget_s": self.budget_s,
+                "min_rounds": self.min_rounds, "max_rounds": self.max_rounds,
+                "warmup_rounds": self.warmup_rounds, "warmup_s": self.warmup_s}
+
+
+@dataclass(frozen=True)
+class Timing:
+    measurement: Measurement
+    stop_reason: str            # "ci" | "budget" | "max_rounds"
+    warmup_rounds: int
+    warmup_s: float
+    first_step_s: float         # the cold first call (includes compilation for compile)
+    clock: str
+    wall_s: float
+
+
+def warm_up(step: Callable[[], None], policy: TimingPolicy, sync: Callable[[], None]) -> tuple[int, float, float]:
+    """Run ``step`` until the warm-up policy is met; return (rounds, seconds, first step s)."""
+    start = time.perf_counter()
+    step()
+    sync()
+    first = time.perf_counter() - start
+    rounds = 1
+    while rounds < policy.warmup_rounds or time.perf_counter() - start - first < policy.warmup_s:
+        step()
+        rounds += 1
+        if rounds >= policy.warmup_rounds and rounds > 1000:
+            break
+    sync()
+    return rounds, time.perf_counter() - start, first
+
+
+def _cpu_rounds(step, policy: TimingPolicy, deadline: float) -> tuple[list[float], str]:
+    samples: list[float] = []
+    clock = time.perf_counter
+    while True:
+        t0 = clock()
+        step()
+        samples.append(clock() - t0)
+        reason = _stop(samples, policy, deadline)
+        if reason:
+            return samples, reason
+
+
+def _cuda_rounds(step, policy: TimingPolicy, deadline: float, check_every: int = 10):
+    import torch
+
+    samples: list[float] = []
+    while True:
+        events = []
+        for _ in range(check_every):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            events.append((start, end))
+        torch.cuda.synchronize()
+        for start, end in events:
+            samples.append(start.elapsed_time(end) / 1e3)
+            reason = _stop(samples, policy, deadline)
+            if reason:
+                return samples, reason
+
+
+def _stop(samples: list[float], policy: TimingPolicy, deadline: float) -> str | None:
+    n = len(samples)
+    if n >= policy.max_rounds:
+        return "max_rounds"
+    # The CI test sorts all samples: do it every round early on, then every ~5% more rounds.
+    due = n < 100 or n % max(1, n // 20) == 0
+    if n >= policy.min_rounds and due and Measurement(tuple(samples)).median_ci_rel() <= policy.rel_ci:
+        return "ci"
+    if time.perf_counter() >= deadline and n >= min(policy.min_rounds, 3):
+        return "budget"
+    return None
+
+
+def time_step(step: Callable[[], None], device: str = "cpu",
+              policy: TimingPolicy = TimingPolicy()) -> Timing:
+    if device == "cuda":
+        import torch
+        sync = torch.cuda.synchronize
+    else:
+        def sync() -> None:
+            return None
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        w_rounds, w_s, first = warm_up(step, policy, sync)
+        start = time.perf_counter()
+        deadline = start + policy.budget_s
+        if device == "cuda":
+            samples, reason = _cuda_rounds(step, policy, deadline)
+            clock = "cuda.Event elapsed_time per step (no per-step sync)"
+        else:
+            samples, reason = _cpu_rounds(step, policy, deadline)
+            clock = "time.perf_counter per step"
+        wall = time.perf_counter() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return Timing(Measurement(tuple(samples)), reason, w_rounds, w_s, first, clock, wall)

@@ -1,0 +1,120 @@
+"""Turn a ``Case`` into something to time: a model, inputs on the device, and ``step()``.
+
+The timed region is exactly one step. Inference: ``eval()`` + ``torch.inference_mode()``
+forward. Training: ``zero_grad(set_to_none=True)`` + forward + cross-entropy + backward +
+SGD-with-momentum step (with a ``GradScaler`` for fp16). Precision is applied the way a
+user would: ``torch.autocast`` for bf16/fp16, the TF32 switches for tf32 (and both TF32
+switches forced *off* for fp32, so fp32 on CUDA really is fp32).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import models
+from .case import Case
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def runtime_skip_reason(case: Case) -> str | None:
+    """Why ``case`` cannot run on this machine (None if it can). Never substitute a case."""
+    reason = case.unsupported_reason()
+    if reason:
+        return reason
+    if case.model not in models.names():
+        return f"unknown model {case.model!r}"
+    if case.device == "cuda":
+        if not torch.cuda.is_available():
+            return "CUDA is not available (torch.cuda.is_available() is False)"
+        if case.precision == "bf16" and not torch.cuda.is_bf16_supported():
+            return f"{torch.cuda.get_device_name()} has no bf16 support"
+        if case.precision == "tf32" and torch.cuda.get_device_capability()[0] < 8:
+            return f"{torch.cuda.get_device_name()} has no TF32 tensor cores (needs sm_80+)"
+    return None
+
+
+@contextlib.contextmanager
+def math_mode(case: Case):
+    """Set the TF32 switches for the case and restore them afterwards."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    tf32 = case.precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def autocast(case: Case):
+    dtype = AUTOCAST_DTYPES.get(case.precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=case.device, dtype=dtype)
+
+
+@dataclass
+class Workload:
+    case: Case
+    model: nn.Module          # the eager module (FLOP counting always uses this one)
+    runner: Callable          # what the step calls: the model or its torch.compile'd twin
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    optimizer: torch.optim.Optimizer | None = None
+    scaler: torch.amp.GradScaler | None = None
+    step: Callable[[], None] = field(init=False)
+
+    def __post_init__(self):
+        self.step = self._train_step if self.case.mode == "train" else self._infer_step
+
+    def _infer_step(self) -> None:
+        with torch.inference_mode(), autocast(self.case):
+            self.runner(self.inputs)
+
+    def _train_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.case):
+            loss = F.cross_entropy(self.runner(self.inputs), self.targets)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor alive between steps: weights, buffers, grads, optimizer state, data."""
+        out = [*self.model.parameters(), *self.model.buffers(), self.inputs, self.targets]
+        out += [p.grad for p in self.model.parameters() if p.grad is not None]
+        if self.optimizer is not None:
+            out += [v for st in self.optimizer.state.values() for v in st.values()
+                    if torch.is_tensor(v)]
+        return out
+
+
+def build(case: Case, seed: int = 0) -> Workload:
+    """Model, data and step for ``case``, everything already on the case's device."""
+    torch.manual_seed(seed)
+    spec = models.spec(case.model)
+    device = torch.device(case.device)
+    fmt = torch.channels_last if case.memory_format == "channels_last" else torch.contiguous_format
+    model = models.create(case.model, num_classes=spec.num_classes,
+                          in_channels=case.input_shape[0]).to(device, memory_format=fmt)
+    model.train(case.mode == "train")
+    inputs = torch.randn(case.batch_size, *case.input_shape, device=device)
+    inputs = inputs.contiguous(memory_format=fmt)
+    targets = torch.randint(0, spec.num_classes, (case.batch_size,), device=device)
+    runner = torch.compile(model) if case.compile == "compile" else model
+    optimizer = scaler = None
+    if case.mode == "train":
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        if case.precision == "fp16":
+            scaler = torch.amp.GradScaler(case.device)
+    return Workload(case, model, runner, inputs, targets, optimizer, scaler)

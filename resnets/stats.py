@@ -1,0 +1,128 @@
+"""Summary statistics of raw per-step samples (numpy only: shared by measuring,
+reporting and comparison code, none of which should need torch to read a number).
+
+Modelled on ``torch.utils.benchmark.Measurement``: the object keeps every raw sample and
+derives robust statistics (median, IQR) from them, so nothing is lost to a premature mean.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Raw per-step times in seconds, in the order they were taken."""
+
+    samples: tuple[float, ...]
+
+    def __post_init__(self):
+        if not self.samples:
+            raise ValueError("a Measurement needs at least one sample")
+
+    @cached_property
+    def _sorted(self) -> np.ndarray:
+        return np.sort(np.asarray(self.samples, dtype=float))
+
+    @property
+    def rounds(self) -> int:
+        return len(self.samples)
+
+    def quantile(self, q: float) -> float:
+        return float(np.quantile(self._sorted, q))
+
+    @property
+    def median(self) -> float:
+        return self.quantile(0.5)
+
+    @property
+    def q1(self) -> float:
+        return self.quantile(0.25)
+
+    @property
+    def q3(self) -> float:
+        return self.quantile(0.75)
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+    @property
+    def min(self) -> float:
+        return float(self._sorted[0])
+
+    @property
+    def max(self) -> float:
+        return float(self._sorted[-1])
+
+    @property
+    def mean(self) -> float:
+        return float(self._sorted.mean())
+
+    @property
+    def stdev(self) -> float:
+        return float(self._sorted.std(ddof=1)) if self.rounds > 1 else 0.0
+
+    def median_ci(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Distribution-free CI of the median from order statistics.
+
+        The number of samples below the true median is Binomial(n, 1/2); ranks
+        n/2 -+ z*sqrt(n)/2 bracket it with the given confidence (normal approximation,
+        conservative rounding). With fewer than 6 samples this is the full range.
+        """
+        n = self.rounds
+        z = _z(confidence)
+        lo = max(0, math.floor(n / 2 - z * math.sqrt(n) / 2) - 1)
+        hi = min(n - 1, math.ceil(n / 2 + z * math.sqrt(n) / 2))
+        if n < 6:
+            lo, hi = 0, n - 1
+        return float(self._sorted[lo]), float(self._sorted[hi])
+
+    def median_ci_rel(self, confidence: float = 0.95) -> float:
+        """Half-width of the median's CI relative to the median (0.02 = +-2%)."""
+        lo, hi = self.median_ci(confidence)
+        return (hi - lo) / 2 / self.median if self.median > 0 else math.inf
+
+    def summary(self) -> dict[str, float]:
+        ci_lo, ci_hi = self.median_ci()
+        return {
+            "rounds": self.rounds, "median": self.median, "q1": self.q1, "q3": self.q3,
+            "iqr": self.iqr, "min": self.min, "max": self.max, "mean": self.mean,
+            "stddev": self.stdev, "p90": self.quantile(0.9), "p99": self.quantile(0.99),
+            "median_ci95_low": ci_lo, "median_ci95_high": ci_hi,
+        }
+
+    def pytest_benchmark_stats(self) -> dict:
+        """The ``stats`` block pytest-benchmark writes for one benchmark, from our samples,
+        so our per-case files and ``--benchmark-json`` read the same way."""
+        s = self._sorted
+        q1, q3, iqr = self.q1, self.q3, self.iqr
+        lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+        inside = s[(s >= lo) & (s <= hi)]
+        sd_out = int(np.sum(np.abs(s - self.mean) > self.stdev))
+        iqr_out = int(s.size - inside.size)
+        return {
+            "min": self.min, "max": self.max, "mean": self.mean, "stddev": self.stdev,
+            "rounds": self.rounds, "median": self.median, "iqr": iqr, "q1": q1, "q3": q3,
+            "iqr_outliers": iqr_out, "stddev_outliers": sd_out,
+            "outliers": f"{sd_out};{iqr_out}",
+            "ld15iqr": float(inside.min()), "hd15iqr": float(inside.max()),
+            "ops": 1.0 / self.mean if self.mean > 0 else 0.0,
+            "total": float(s.sum()), "data": list(self.samples), "iterations": 1,
+        }
+
+
+def _z(confidence: float) -> float:
+    """Two-sided standard-normal quantile (Acklam-free: bisection on erf is plenty)."""
+    target = 1 - (1 - confidence) / 2
+    lo, hi = 0.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
