@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 CASES_DIR = "cases"
+# Version of the meaning of a result's extra_info; readers refuse versions they don't know.
+SCHEMA_VERSION = 1
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import gc
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
 from ..stats import Measurement
+from ..store import SCHEMA_VERSION
 from .case import Case
 from .env import environment
 from .flops import count_flops
@@ -23,7 +24,6 @@ from .peak import attainable_flops
 from .timer import Timing, TimingPolicy, time_step
 from .workload import build, math_mode, runtime_skip_reason
 
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,14 @@ class Settings:
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
         torch.set_flush_denormal(self.flush_denormal)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "policy"}
+        return {**d, "policy": self.policy.describe()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Settings:
+        return cls(**{**d, "policy": TimingPolicy(**d["policy"])})
 
     def describe(self) -> dict:
         return {**self.policy.describe(), "threads": self.threads or os.cpu_count(),
@@ -108,6 +116,7 @@ def _extra_info(case, settings, timing: Timing, env, memory, flops, peak, params
         **{f"time_{k}": v for k, v in m.summary().items()},
         **memory,
         **flops,
+        "time_unit": "s",
         "achieved_flops_per_s": achieved,
         **peak,
         "utilization": achieved / attainable if achieved and attainable else None,
@@ -124,7 +133,7 @@ def _extra_info(case, settings, timing: Timing, env, memory, flops, peak, params
             "build_s": build_s,
             "wall_s": timing.wall_s,
             "gc": "disabled while timing",
-            **settings.describe(),
+            "settings": settings.describe(),
         },
         "env": env,
     }

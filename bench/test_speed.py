@@ -1,0 +1,1 @@
+from resnets.suite.speed import test_speed  # noqa: F401

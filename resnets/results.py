@@ -1,0 +1,123 @@
+"""Load result files into one tidy pandas DataFrame (torch-free).
+
+Accepts pytest-benchmark JSON files (``--benchmark-json``, ``.benchmarks/`` autosaves),
+run folders written by ``resnets run`` (their ``cases/*.json``), folders of JSON files,
+and globs. One row per case and run; columns for every config field, every scalar
+metric, the timing statistics, the run's environment (``env_*``), commit and time, and
+the raw per-step samples (``samples``, seconds). Anything unreadable is a ``ResultsError``
+naming the file and the problem, in one line.
+"""
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import UserError
+from .store import CASES_DIR, SCHEMA_VERSION
+
+CONFIG_FIELDS = ("model", "mode", "device", "memory_format", "precision", "compile",
+                 "batch_size", "input_shape")
+# Columns that identify a case across runs (input_shape as the "CxHxW" string).
+KEY_FIELDS = CONFIG_FIELDS
+
+
+class ResultsError(UserError):
+    """A result file that can't be read, in one line that names it."""
+
+
+def expand(paths) -> list[Path]:
+    """Files behind ``paths``: files as given, folders searched, globs expanded."""
+    files: list[Path] = []
+    for raw in [paths] if isinstance(paths, (str, Path)) else paths:
+        p = Path(raw)
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            cases = p / CASES_DIR
+            found = sorted(cases.glob("*.json")) if cases.is_dir() else sorted(p.rglob("*.json"))
+            if not found:
+                raise ResultsError(f"{p}: no result files (*.json) in this folder")
+            files += found
+        else:
+            matches = sorted(glob.glob(str(raw), recursive=True))
+            if not matches:
+                raise ResultsError(f"{raw}: no such file, folder or glob match")
+            files += expand(matches)
+    return list(dict.fromkeys(files))
+
+
+def read_document(path: Path) -> dict:
+    """Parse and validate one pytest-benchmark JSON file of resnets results."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise ResultsError(f"{path}: empty file")
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not valid JSON, truncated or corrupt ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise ResultsError(f"{path}: not pytest-benchmark output (no 'benchmarks' list)")
+    for b in doc["benchmarks"]:
+        extra = b.get("extra_info") if isinstance(b, dict) else None
+        if not isinstance(extra, dict) or "schema_version" not in extra:
+            name = b.get("name") if isinstance(b, dict) else b
+            raise ResultsError(f"{path}: benchmark {name!r} is not a resnets result "
+                               "(no extra_info.schema_version)")
+        if extra["schema_version"] != SCHEMA_VERSION:
+            raise ResultsError(f"{path}: unknown schema_version {extra['schema_version']!r} "
+                               f"(this resnets reads {SCHEMA_VERSION})")
+    return doc
+
+
+def run_name(path: Path) -> str:
+    """A run is a ``resnets run`` folder (for its ``cases/*.json``) or a single file."""
+    path = Path(path)
+    return path.parent.parent.name if path.parent.name == CASES_DIR else path.stem
+
+
+def _rows(path: Path, doc: dict) -> list[dict]:
+    machine = doc.get("machine_info") or {}
+    commit = doc.get("commit_info") or {}
+    rows = []
+    for b in doc["benchmarks"]:
+        extra = dict(b["extra_info"])
+        env = extra.pop("env", None) or machine.get("resnets_env") or {}
+        timing = extra.pop("timing", None) or {}
+        row = {k: v for k, v in extra.items() if not isinstance(v, (dict, list))}
+        if "input_shape" in extra:
+            row["input_shape"] = "x".join(map(str, extra["input_shape"]))
+        row["nested"] = {k: v for k, v in extra.items() if isinstance(v, (dict, list))
+                         and k != "input_shape"}
+        settings = timing.pop("settings", None) or {}
+        row.update({f"timing_{k}": v for k, v in {**timing, **settings}.items()
+                    if not isinstance(v, (dict, list))})
+        row.update({f"env_{k}": v for k, v in env.items() if not isinstance(v, (dict, list))})
+        stats = b.get("stats") or {}
+        row["samples"] = list(stats.get("data") or [])
+        row.update(run=run_name(path), source=str(path), datetime=doc.get("datetime"),
+                   commit_id=commit.get("id"), commit_time=commit.get("time"),
+                   commit_branch=commit.get("branch"), commit_dirty=commit.get("dirty"),
+                   benchmark_name=b.get("name"))
+        rows.append(row)
+    return rows
+
+
+def load(paths) -> pd.DataFrame:
+    """One row per (run, case). See the module docstring for what ``paths`` may be."""
+    rows = []
+    for path in expand(paths):
+        rows += _rows(path, read_document(path))
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["datetime"] = pd.to_datetime(df["datetime"], utc=True, errors="coerce")
+    df["run_time"] = df.groupby("run")["datetime"].transform("min")
+    if "case_id" in df:
+        df = df.drop_duplicates(subset=["run", "case_id"], keep="last").reset_index(drop=True)
+    return df
