@@ -63,15 +63,19 @@ def read_document(path: Path) -> dict:
         raise ResultsError(f"{path}: not valid JSON, truncated or corrupt ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise ResultsError(f"{path}: not pytest-benchmark output (no 'benchmarks' list)")
-    for b in doc["benchmarks"]:
-        extra = b.get("extra_info") if isinstance(b, dict) else None
-        if not isinstance(extra, dict) or "schema_version" not in extra:
-            name = b.get("name") if isinstance(b, dict) else b
-            raise ResultsError(f"{path}: benchmark {name!r} is not a resnets result "
-                               "(no extra_info.schema_version)")
-        if extra["schema_version"] != SCHEMA_VERSION:
-            raise ResultsError(f"{path}: unknown schema_version {extra['schema_version']!r} "
+    ours = [b for b in doc["benchmarks"]
+            if isinstance(b, dict) and isinstance(b.get("extra_info"), dict)
+            and "schema_version" in b["extra_info"]]
+    if doc["benchmarks"] and not ours:
+        raise ResultsError(f"{path}: not a resnets result file "
+                           "(no benchmark has extra_info.schema_version)")
+    for b in ours:
+        version = b["extra_info"]["schema_version"]
+        if version != SCHEMA_VERSION:
+            raise ResultsError(f"{path}: unknown schema_version {version!r} "
                                f"(this resnets reads {SCHEMA_VERSION})")
+    # Other benchmarks in the file (e.g. the suite's tooling benchmarks) are not cases.
+    doc["benchmarks"] = ours
     return doc
 
 
@@ -95,8 +99,8 @@ def _rows(path: Path, doc: dict) -> list[dict]:
         row["nested"] = {k: v for k, v in extra.items() if isinstance(v, (dict, list))
                          and k != "input_shape"}
         settings = timing.pop("settings", None) or {}
-        row.update({f"timing_{k}": v for k, v in {**timing, **settings}.items()
-                    if not isinstance(v, (dict, list))})
+        row.update({f"timing_{k}": v for k, v in timing.items() if not isinstance(v, (dict, list))})
+        row.update({f"setting_{k}": v for k, v in settings.items() if not isinstance(v, (dict, list))})
         row.update({f"env_{k}": v for k, v in env.items() if not isinstance(v, (dict, list))})
         stats = b.get("stats") or {}
         row["samples"] = list(stats.get("data") or [])
