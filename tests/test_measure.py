@@ -1,0 +1,163 @@
+"""The measurement engine: timer accuracy, case matrix, FLOPs, memory, CUDA paths."""
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+import torchvision
+
+from resnets.measure.case import CHOICES, Case
+from resnets.measure.flops import count_flops
+from resnets.measure.memory import peak_memory
+from resnets.measure.presets import PRESETS, Selection
+from resnets.measure.runner import Settings, Skipped, measure
+from resnets.measure.timer import TimingPolicy, time_step
+from resnets.measure.workload import build, runtime_skip_reason
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="CUDA is not available")
+FAST = Settings(policy=TimingPolicy(budget_s=0.2, min_rounds=3, warmup_rounds=1, warmup_s=0.0))
+
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_timer_measures_a_known_duration_within_5_percent():
+    timing = time_step(lambda: spin(0.002), "cpu",
+                       TimingPolicy(budget_s=1.0, min_rounds=20, warmup_rounds=2, warmup_s=0.0))
+    assert timing.measurement.median == pytest.approx(0.002, rel=0.05)
+    assert timing.stop_reason in ("ci", "budget", "max_rounds")
+    assert timing.warmup_rounds >= 2
+
+
+def test_timer_stops_on_ci_budget_or_max_rounds():
+    assert time_step(lambda: None, "cpu", TimingPolicy(max_rounds=7, min_rounds=100,
+                                                       budget_s=60)).stop_reason == "max_rounds"
+    assert time_step(lambda: spin(0.001), "cpu", TimingPolicy(
+        rel_ci=1e-9, budget_s=0.05, min_rounds=3)).stop_reason == "budget"
+    steady = time_step(lambda: spin(0.001), "cpu", TimingPolicy(rel_ci=0.5, budget_s=60))
+    assert steady.stop_reason == "ci" and steady.measurement.rounds >= 10
+
+
+def test_case_id_and_key_round_trip():
+    c = Case("resnet50", "train", "cuda", "channels_last", "bf16", "eager", 64, (3, 224, 224))
+    assert c.id == "resnet50-train-cuda-channels_last-bf16-eager-bs64-3x224x224"
+    assert Case.from_key(c.key()) == c and hash(Case.from_key(c.key())) == hash(c)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Case("lenet", precision="fp8")
+
+
+def test_variant_matrix_skips_exactly_the_impossible_cases():
+    every = [Case("resnet18", m, d, f, p, c) for m in CHOICES["mode"] for d in CHOICES["device"]
+             for f in CHOICES["memory_format"] for p in CHOICES["precision"] for c in CHOICES["compile"]]
+    for case in every:
+        reason = runtime_skip_reason(case)
+        impossible = (case.device == "cpu" and case.precision in ("tf32", "fp16")) or \
+                     (case.device == "cuda" and not CUDA)
+        assert (reason is not None) == impossible, case.id
+        if case.device == "cpu" and case.precision == "tf32":
+            assert "tf32" in reason
+        elif case.device == "cuda" and not CUDA:
+            assert "CUDA is not available" in reason
+    with pytest.raises(Skipped, match="fp16 autocast"):
+        measure(Case("lenet", precision="fp16", input_shape=(1, 28, 28)), FAST)
+
+
+def test_quick_preset_covers_every_family_mode_format_and_fp32_bf16():
+    from resnets import models
+
+    cases = Selection().cases()
+    families = {models.spec(c.model).family for c in cases}
+    assert families == {models.spec(n).family for n in models.names()}
+    assert {c.mode for c in cases} == set(CHOICES["mode"])
+    assert {c.memory_format for c in cases} == set(CHOICES["memory_format"])
+    assert {c.precision for c in cases} == {"fp32", "bf16"}
+    assert {c.compile for c in cases} == {"eager"}
+    full = Selection("full").cases()
+    assert {c.precision for c in full} == set(CHOICES["precision"])
+    assert {c.compile for c in full} == set(CHOICES["compile"])
+    assert PRESETS["full"]["models"]["resnet50"][0] == (3, 224, 224)
+
+
+def test_resnet50_flops_match_torchvision_metadata():
+    f = count_flops("resnet50", "infer", 1, (3, 224, 224))
+    assert f["flops_fwd"] == 8_178_368_512
+    macs = f["macs_fvcore_by_op"]["conv"] + f["macs_fvcore_by_op"]["linear"]
+    published = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["_ops"] * 1e9  # GMACs
+    assert macs == pytest.approx(published, rel=1e-3)
+    assert f["flops_fwd"] / 2 == pytest.approx(published, rel=1e-3)
+
+
+def test_lenet_forward_flops_and_training_step_counts_backward():
+    assert count_flops("lenet", "infer", 1, (1, 28, 28))["flops_fwd"] == 833_040
+    train = count_flops("lenet", "train", 4, (1, 28, 28))
+    assert train["flops_fwd"] == 4 * 833_040
+    assert 2 * train["flops_fwd"] < train["flops_step"] <= 3 * train["flops_fwd"]
+
+
+def test_cpu_peak_memory_grows_with_batch():
+    peaks = []
+    for bs in (2, 8, 32):
+        work = build(Case("resnet18", "train", batch_size=bs, input_shape=(3, 64, 64)))
+        work.step()  # creates grads and momentum buffers, as in the steady state
+        peaks.append(peak_memory(work)["peak_memory_bytes"])
+    params = sum(p.numel() * 4 for p in work.model.parameters())
+    assert peaks[0] > 3 * params  # weights + grads + momentum + activations
+    assert peaks[0] < peaks[1] < peaks[2]
+
+
+def test_measure_records_how_it_measured():
+    r = measure(Case("lenet", "train", batch_size=8, input_shape=(1, 28, 28)), FAST)
+    e = r.extra_info
+    assert e["samples_per_s"] == pytest.approx(8 / r.measurement.median)
+    assert e["timing"]["rounds"] == r.measurement.rounds >= 3
+    assert e["timing"]["clock"].startswith("time.perf_counter")
+    assert e["timing"]["settings"]["flush_denormal"] is True
+    assert e["env"]["threads"] == torch.get_num_threads()
+    assert e["achieved_flops_per_s"] == pytest.approx(e["flops_step"] / r.measurement.median)
+    assert 0 < e["utilization"] == pytest.approx(e["achieved_flops_per_s"] / e["attainable_flops_per_s"])
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp16"])
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_cuda_case_measures_with_events_and_allocator_peaks(precision, mode):
+    case = Case("resnet18", mode, "cuda", "channels_last", precision, batch_size=8,
+                input_shape=(3, 64, 64))
+    r = measure(case, FAST)
+    e = r.extra_info
+    assert e["timing"]["clock"].startswith("cuda.Event")
+    assert e["peak_memory_reserved_bytes"] >= e["peak_memory_bytes"] > 0
+    assert e["env"]["tf32_cudnn"] is (precision == "tf32")
+    assert e["env"]["gpu_name"] and e["env"]["gpu_sm_count"] > 0
+
+
+@needs_cuda
+def test_cuda_event_timing_agrees_with_synchronized_wall_clock():
+    work = build(Case("resnet50", "infer", "cuda", batch_size=32, input_shape=(3, 224, 224)))
+    timing = time_step(work.step, "cuda", TimingPolicy(budget_s=1.0, min_rounds=20))
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(20):
+        work.step()
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) / 20
+    assert timing.measurement.median == pytest.approx(wall, rel=0.15)
+
+
+@needs_cuda
+def test_cuda_max_batch_sweep_finds_a_ceiling():
+    from resnets.measure.maxbatch import max_batch_size
+
+    out = max_batch_size(Case("lenet", "infer", "cuda", batch_size=1024, input_shape=(1, 28, 28)),
+                         limit=1 << 14)
+    assert out["max_batch_size"] == 1 << 14  # lenet fits at the cap
+
+
+def test_max_batch_is_cuda_only():
+    from resnets.measure.maxbatch import max_batch_size
+
+    assert max_batch_size(replace(Case("lenet"), device="cpu"))["max_batch_size"] is None

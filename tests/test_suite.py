@@ -1,0 +1,158 @@
+"""The pytest-benchmark suite end to end, in subprocesses, as users run it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnets import store
+from resnets.suite import speed
+
+SPEED = speed.__file__
+FAST = ["--bench-time-budget", "0.2", "--bench-min-rounds", "3", "--bench-devices", "cpu",
+        "--bench-formats", "contiguous", "--bench-precisions", "fp32"]
+FIELDS = {"schema_version", "samples_per_s", "peak_memory_bytes", "params", "flops_fwd",
+          "flops_step", "macs_fvcore", "achieved_flops_per_s", "attainable_flops_per_s",
+          "utilization", "timing", "env", "case_id", "model", "mode", "device", "memory_format",
+          "precision", "compile", "batch_size", "input_shape", "memory_method", "time_median",
+          "time_iqr", "time_min", "time_mean", "time_stddev", "time_p90", "time_p99"}
+
+
+def pytest_run(tmp, *args, suite=SPEED):
+    cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "resnets.suite.plugin",
+           "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir", str(tmp),
+           "--benchmark-only", "-q", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("suite")
+    r = pytest_run(tmp, *FAST, "--bench-models", "lenet,resnet20", "--bench-out", str(tmp / "run"),
+                   "--benchmark-json", str(tmp / "out.json"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return tmp, r
+
+
+def test_small_suite_writes_complete_json(small_run):
+    tmp, r = small_run
+    doc = json.loads((tmp / "out.json").read_text())
+    assert len(doc["benchmarks"]) == 4  # two models x two modes
+    assert "resnets_env" in doc["machine_info"]
+    for b in doc["benchmarks"]:
+        extra = b["extra_info"]
+        assert FIELDS <= set(extra), FIELDS - set(extra)
+        assert {"method", "clock", "rounds", "stop_reason", "warmup_rounds", "settings"} <= set(extra["timing"])
+        # pytest-benchmark's statistics are exactly our per-step samples
+        assert b["stats"]["rounds"] == extra["timing"]["rounds"] == len(b["stats"]["data"])
+        assert b["stats"]["median"] == pytest.approx(extra["time_median"])
+        assert extra["samples_per_s"] == pytest.approx(extra["batch_size"] / b["stats"]["median"])
+    assert "4 measured, 0 skipped, 0 failed" in r.stdout
+
+
+def test_each_case_is_persisted_in_its_own_file(small_run):
+    tmp, _ = small_run
+    files = sorted((tmp / "run" / "cases").glob("*.json"))
+    assert len(files) == 4
+    ids = store.finished_case_ids(tmp / "run")
+    assert {f.stem for f in files} == ids
+    assert not list((tmp / "run" / "cases").glob(".*.tmp"))
+
+
+def test_impossible_cases_are_skipped_with_reasons(tmp_path):
+    r = pytest_run(tmp_path, "--bench-models", "lenet", "--bench-modes", "infer",
+                   "--bench-formats", "contiguous", "--bench-precisions", "tf32,fp16",
+                   "--bench-devices", "cpu", "--bench-out", str(tmp_path / "run"), "-rs")
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert "tf32 is a CUDA tensor-core math mode" in r.stdout
+    assert "fp16 autocast is not benchmarked on CPU" in r.stdout
+    assert "0 measured, 2 skipped" in r.stdout
+
+
+def test_resume_runs_only_what_is_missing(small_run, tmp_path):
+    tmp, _ = small_run
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tmp / "run", run)
+    (run / "cases" / "lenet-infer-cpu-contiguous-fp32-eager-bs64-1x28x28.json").unlink()
+    r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet,resnet20", "--bench-out", str(run))
+    assert "1 measured, 0 skipped, 0 failed, 3 already done" in r.stdout, r.stdout[-2000:]
+    assert len(store.finished_case_ids(run)) == 4
+
+
+def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path):
+    (tmp_path / "conftest.py").write_text(
+        "from resnets.suite.plugin import *  # noqa\n"
+        "import resnets.measure.runner as runner\n"
+        "_build = runner.build\n"
+        "def build(case, seed=0):\n"
+        "    if case.model == 'lenet_bn':\n"
+        "        raise RuntimeError('injected failure')\n"
+        "    return _build(case, seed)\n"
+        "runner.build = build\n")
+    (tmp_path / "test_s.py").write_text("from resnets.suite.speed import test_speed  # noqa\n")
+    cmd = [sys.executable, "-m", "pytest", "test_s.py", "-p", "no:cacheprovider", "-c", "/dev/null",
+           "--rootdir", str(tmp_path), "--benchmark-only", "-q", *FAST, "--bench-modes", "infer",
+           "--bench-models", "lenet_bn,lenet", "--bench-out", "run"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1
+    assert "1 measured, 0 skipped, 1 failed" in r.stdout
+    failed = json.loads(next((tmp_path / "run" / "cases").glob("lenet_bn-*.json")).read_text())
+    extra = failed["benchmarks"][0]["extra_info"]
+    assert extra["status"] == "failed" and "injected failure" in extra["error"]
+    assert failed["benchmarks"][0]["stats"] is None
+    assert store.finished_case_ids(tmp_path / "run") == {
+        "lenet-infer-cpu-contiguous-fp32-eager-bs64-1x28x28"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bench-formats", "nchw"], "valid: contiguous, channels_last"),
+    (["--bench-precisions", "fp8"], "valid: fp32, tf32, bf16, fp16"),
+    (["--bench-models", "resnet5"], "invalid value 'resnet5'"),
+    (["--bench-preset", "huge"], "valid: quick, full"),
+    (["--bench-batch-sizes", "0"], "must be >= 1"),
+    (["--bench-time-budget", "-1"], "--bench-time-budget must be > 0"),
+])
+def test_bad_option_values_are_usage_errors(tmp_path, args, message):
+    r = pytest_run(tmp_path, *args)
+    assert r.returncode == 4  # pytest's usage-error exit code
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_isolated_case_runs_in_a_subprocess(tmp_path):
+    r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet", "--bench-modes", "infer",
+                   "--bench-isolate", "--bench-out", str(tmp_path / "run"))
+    assert r.returncode == 0 and "1 measured" in r.stdout, r.stdout[-2000:]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "resnets", *args], capture_output=True,
+                          text=True, timeout=600, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--formats", "nchw"], "valid: contiguous, channels_last"),
+    (["run", "--models", "resnet5O"], "invalid value 'resnet5O'"),
+    (["run", "--time-budget", "0"], "--time-budget must be > 0"),
+    (["run", "--resume", "/nonexistent/run"], "not a run folder"),
+])
+def test_run_cli_rejects_bad_input_in_one_line(args, message, tmp_path):
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "reports").exists()
+
+
+def test_run_cli_measures_and_resumes(tmp_path):
+    out = tmp_path / "myrun"
+    r = run_cli("run", "--models", "lenet", "--modes", "infer", "--formats", "contiguous",
+                "--precisions", "fp32", "--devices", "cpu", "--time-budget", "0.2", "--out",
+                str(out), "--no-report", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(store.finished_case_ids(out)) == 1
+    r = run_cli("run", "--resume", str(out), "--no-report", cwd=tmp_path)
+    assert r.returncode == 0 and "already done" in r.stdout
+    r = run_cli("run", "--resume", str(out), "--models", "lenet", cwd=tmp_path)
+    assert r.returncode == 2 and "--resume reuses" in r.stderr
