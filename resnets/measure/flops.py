@@ -21,11 +21,13 @@ from .. import models
 from .case import Case
 
 
-def _inputs(case: Case):
+def _inputs(case: Case, device: str):
     spec = models.spec(case.model)
-    model = models.create(case.model, num_classes=spec.num_classes, in_channels=case.input_shape[0])
-    x = torch.randn(case.batch_size, *case.input_shape)
-    y = torch.randint(0, spec.num_classes, (case.batch_size,))
+    with torch.device(device):
+        model = models.create(case.model, num_classes=spec.num_classes,
+                              in_channels=case.input_shape[0])
+        x = torch.randn(case.batch_size, *case.input_shape)
+        y = torch.randint(0, spec.num_classes, (case.batch_size,))
     return model, x, y
 
 
@@ -34,7 +36,8 @@ def count_flops(model: str, mode: str, batch_size: int, input_shape: tuple[int, 
     """FLOPs of one forward and of one step; memory format, precision and device don't
     change the count, so it is computed once on CPU per (model, mode, batch, shape)."""
     case = Case(model, mode, batch_size=batch_size, input_shape=input_shape)
-    net, x, y = _inputs(case)
+    # On the meta device: shapes only, no arithmetic, so counting a large batch is free.
+    net, x, y = _inputs(case, "meta")
     net.train(mode == "train")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -50,10 +53,11 @@ def count_flops(model: str, mode: str, batch_size: int, input_shape: tuple[int, 
     return {"flops_fwd": int(fwd), "flops_step": int(step), "flops_fwd_by_op": by_op_fwd,
             "flops_method": "torch.utils.flop_counter.FlopCounterMode, 2 FLOPs per "
                             "multiply-add, eager model" + (", forward+backward" if mode == "train" else ""),
-            **_fvcore(net.eval(), x)}
+            **_fvcore(*_inputs(case, "cpu")[:2])}
 
 
 def _fvcore(net, x) -> dict:
+    """fvcore traces with real tensors (torch.jit.trace), so this one computes a forward."""
     try:
         from fvcore.nn import FlopCountAnalysis
     except ImportError as exc:  # optional at run time: say so instead of failing the case
@@ -61,7 +65,7 @@ def _fvcore(net, x) -> dict:
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        fca = FlopCountAnalysis(net, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        fca = FlopCountAnalysis(net.eval(), x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         total, by_op = fca.total(), fca.by_operator()
     return {"macs_fvcore": int(total),
             "macs_fvcore_by_op": {k: int(v) for k, v in by_op.items()},
