@@ -120,8 +120,9 @@ def load(paths) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    df["datetime"] = pd.to_datetime(df["datetime"], utc=True, errors="coerce")
+    df["datetime"] = pd.to_datetime(df["datetime"], utc=True, errors="coerce", format="ISO8601")
     df["run_time"] = df.groupby("run")["datetime"].transform("min")
-    if "case_id" in df:
-        df = df.drop_duplicates(subset=["run", "case_id"], keep="last").reset_index(drop=True)
+    # A case appears once per run; convergence runs repeat a case over seeds (run_id).
+    key = ["run", "case_id", *(["run_id"] if "run_id" in df else [])]
+    df = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
     return df

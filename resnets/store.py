@@ -14,25 +14,45 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 CASES_DIR = "cases"
 # Version of the meaning of a result's extra_info; readers refuse versions they don't know.
 SCHEMA_VERSION = 1
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Let ``write(tmp_path)`` fill a temporary file beside ``path``, then rename it into
+    place, so nobody ever reads half a file. The suffix is kept (exporters pick the format
+    by it) and the file gets the usual permissions (mkstemp alone would leave 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                               suffix="".join(path.suffixes) + ".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
 
 
 def safe_name(case_id: str) -> str:
