@@ -1,0 +1,18 @@
+"""The benchmark report: tables, plots, HTML and Markdown from result files. Torch-free.
+
+``load(paths)`` reads pytest-benchmark JSON files, run folders, folders of JSON and globs
+into one tidy DataFrame (one row per case and run; see ``resnets.results``). Each table
+builder takes that frame and returns a DataFrame in display units; ``write_report`` writes
+them all, with the plots, as ``index.html``, ``summary.md``, ``results.csv``,
+``tables/`` and ``plots/``. Only pandas, numpy and matplotlib are imported, so a report
+can be made on a machine without torch.
+"""
+from ..results import ResultsError, load
+from .build import write_report
+from .tables import (convergence_table, environment_table, failures_table, layer_table,
+                     method_table, models_table, speedup_matrix, torchvision_table,
+                     utilization_table)
+
+__all__ = ["ResultsError", "load", "write_report", "models_table", "speedup_matrix",
+           "torchvision_table", "utilization_table", "convergence_table", "layer_table",
+           "method_table", "environment_table", "failures_table"]

@@ -1,0 +1,110 @@
+"""Which rows of a loaded results frame each table and plot is about, and in what order.
+
+Several runs can be loaded at once (a ``.benchmarks/`` folder, ``reports/*/``). Tables
+then describe the most recent run that measured each *row group* (same model, mode,
+device, batch and input: the cases that differ only by variant), so a speed-up never
+divides numbers from two different runs; the trend plot shows every run.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..measure.case import CHOICES
+from ..results import CONFIG_FIELDS
+
+DEFAULT_BASELINE = "contiguous-fp32-eager"
+# The cases that differ only by variant (memory format, precision, compile).
+ROW_KEYS = ["model", "mode", "device", "batch_size", "input_shape"]
+VARIANT_FIELDS = ("memory_format", "precision", "compile")
+SPEED_METRICS = ("samples_per_s", "latency_s", "params", "flops_fwd", "flops_step",
+                 "macs_fvcore", "peak_memory_bytes", "achieved_flops_per_s",
+                 "attainable_flops_per_s", "published_peak_flops_per_s", "utilization")
+CONVERGENCE_FIELDS = ("run_id", "dataset", "target_acc", "seed", "iters_to_target",
+                      "samples_to_target", "train_s_to_target", "total_s_to_target",
+                      "best_acc", "final_acc", "iters_run")
+
+
+def with_columns(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """``df`` with every one of ``columns``, missing ones as NaN (a run may lack a metric)."""
+    missing = [c for c in columns if c not in df.columns]
+    if not missing:
+        return df
+    return pd.concat([df, pd.DataFrame(np.nan, index=df.index, columns=missing)], axis=1)
+
+
+def run_order(df: pd.DataFrame) -> pd.Series:
+    """Each row's run position in time (0 = oldest); runs without a time sort first."""
+    runs = (df[["run", "run_time"]].drop_duplicates("run")
+            .sort_values(["run_time", "run"], na_position="first")["run"])
+    return df["run"].map({r: i for i, r in enumerate(runs)})
+
+
+def speed(df: pd.DataFrame, latest: bool = True) -> pd.DataFrame:
+    """Successful speed cases (of the newest run per row group unless ``latest`` is off)."""
+    if df.empty or "kind" not in df:
+        return with_columns(df.iloc[:0], [*CONFIG_FIELDS, "variant", *SPEED_METRICS])
+    ok = with_columns(df[(df["kind"] == "speed") & (df["status"] == "ok")],
+                      [*CONFIG_FIELDS, "variant", *SPEED_METRICS])
+    ok = ok.assign(run_index=run_order(ok))
+    if latest and not ok.empty:
+        newest = ok.groupby(ROW_KEYS, dropna=False)["run_index"].transform("max")
+        ok = ok[ok["run_index"] == newest]
+    return ok
+
+
+def convergence(df: pd.DataFrame) -> pd.DataFrame:
+    """Convergence results, one row per training run (a case on a dataset with a seed:
+    ``run_id``, else the case id), the newest loaded run's where several have it."""
+    if df.empty or "kind" not in df:
+        return with_columns(df.iloc[:0], [*CONFIG_FIELDS, "variant", *CONVERGENCE_FIELDS])
+    conv = with_columns(df[df["kind"] == "convergence"],
+                        [*CONFIG_FIELDS, "variant", *CONVERGENCE_FIELDS])
+    conv = conv.assign(run_index=run_order(conv)).sort_values("run_index", kind="stable")
+    conv = conv[~conv["run_id"].fillna(conv["case_id"]).duplicated(keep="last")]
+    return conv.assign(hyperparams=[_hyperparams(n) for n in conv["nested"]])
+
+
+def _hyperparams(nested) -> str:
+    params = nested.get("hyperparams") if isinstance(nested, dict) else None
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
+
+
+def model_order(df: pd.DataFrame) -> list[str]:
+    """Models from smallest to largest forward FLOPs per sample, then by name."""
+    if df.empty:
+        return []
+    per_sample = (pd.to_numeric(df["flops_fwd"], errors="coerce") / df["batch_size"]
+                  if "flops_fwd" in df else pd.Series(np.nan, index=df.index))
+    size = per_sample.groupby(df["model"]).median().fillna(np.inf)
+    return sorted(size.index, key=lambda m: (size[m], m))
+
+
+def variant_order(variants, baseline: str = DEFAULT_BASELINE) -> list[str]:
+    """The baseline first, then in ``Case``'s choice order (contiguous before channels_last,
+    fp32 before bf16, eager before compile); unknown parts last."""
+    def key(v: str):
+        parts = v.split("-")
+        return (v != baseline, *(CHOICES[f].index(p) if p in CHOICES[f] else len(CHOICES[f])
+                                 for f, p in zip(VARIANT_FIELDS, parts)), v)
+    return sorted(set(variants), key=key)
+
+
+def sort_rows(df: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> pd.DataFrame:
+    """Rows in report order: model size, mode, device, variant, batch."""
+    if df.empty:
+        return df
+    rank = {m: i for i, m in enumerate(model_order(df))}
+    vrank = {v: i for i, v in enumerate(variant_order(df["variant"].dropna(), baseline))}
+    keys = pd.DataFrame({"m": df["model"].map(rank), "mode": df["mode"], "device": df["device"],
+                         "v": df["variant"].map(vrank), "bs": df["batch_size"]}, index=df.index)
+    return df.loc[keys.sort_values(list(keys.columns), kind="stable").index]
+
+
+def varying_label(df: pd.DataFrame, fields) -> pd.Series:
+    """A label per row: the first of ``fields``, then those of the rest that differ between
+    rows (a legend need not repeat what every line shares)."""
+    fields = [f for f in fields if f in df]
+    varying = fields[:1] + [f for f in fields[1:] if df[f].astype(str).nunique() > 1]
+    parts = [("bs" if f == "batch_size" else "") + df[f].astype(str) for f in varying]
+    return pd.concat(parts, axis=1).agg(" ".join, axis=1)

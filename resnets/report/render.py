@@ -1,0 +1,126 @@
+"""HTML and Markdown for the report's sections.
+
+Every string that reaches the page, including column names, cell values, run names and
+paths, goes through ``html.escape``: result files are input, and a model name like
+``<script>`` must show as text. The HTML page is one self-contained file: inline CSS,
+images as base64 data URIs, no scripts and no external links, so it opens offline and
+can be attached or archived as is.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MISSING = "—"
+NOT_REACHED = "not reached"  # how an infinite value (see tables) reads
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.4}
+h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:.4em 0}
+th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top}th{background:#f2f2f2}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.scroll{overflow-x:auto}img{max-width:100%;height:auto}
+.note{color:#555}.skip{color:#8a5a00;font-style:italic}nav li{display:inline;margin-right:1em}
+""".strip()
+
+
+@dataclass
+class Section:
+    """One table or plot of the report; ``missing`` says why it has nothing to show."""
+
+    name: str  # file stem and HTML anchor
+    title: str
+    caption: str
+    table: pd.DataFrame | None = None
+    png: bytes | None = None
+    missing: str | None = None
+
+
+def fmt(value) -> str:
+    """A cell as text: thousands separators, 3 significant digits below 100."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return MISSING
+        if math.isinf(value):
+            return NOT_REACHED
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:#.3g}"
+    if value is None or value is pd.NA or value is pd.NaT or value == "":
+        return MISSING
+    return str(value)
+
+
+def _numeric(df: pd.DataFrame) -> list[bool]:
+    return [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+            for t in df.dtypes]
+
+
+def html_table(df: pd.DataFrame) -> str:
+    numeric = _numeric(df)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    cell = ('<td class="num">{}</td>', "<td>{}</td>")
+    body = "\n".join(
+        "<tr>" + "".join(cell[not num].format(html.escape(fmt(v))) for v, num in zip(row, numeric))
+        + "</tr>" for row in df.itertuples(index=False))
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def _md_cell(value) -> str:
+    return html.escape(fmt(value)).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    rule = "|" + "|".join("---:" if num else "---" for num in _numeric(df)) + "|"
+    lines = ["| " + " | ".join(_md_cell(c) for c in df.columns) + " |", rule]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |"
+              for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _html_section(s: Section) -> str:
+    parts = [f'<section id="{html.escape(s.name)}"><h2>{html.escape(s.title)}</h2>',
+             f'<p class="note">{html.escape(s.caption)}</p>']
+    if s.missing:
+        parts.append(f'<p class="skip">Not shown: {html.escape(s.missing)}.</p>')
+    if s.table is not None and not s.table.empty:
+        parts.append(f'<div class="scroll">{html_table(s.table)}</div>')
+    if s.png:
+        data = base64.b64encode(s.png).decode("ascii")
+        parts.append(f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,{data}">')
+    return "\n".join(parts) + "</section>"
+
+
+def html_page(title: str, intro: list[str], sections: list[Section]) -> str:
+    toc = "".join(f'<li><a href="#{html.escape(s.name)}">{html.escape(s.title)}</a></li>'
+                  for s in sections)
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        *(f"<p>{html.escape(line)}</p>" for line in intro),
+        f"<nav><ul>{toc}</ul></nav>",
+        *(_html_section(s) for s in sections),
+        "</body></html>", ""])
+
+
+def markdown_page(title: str, intro: list[str], sections: list[Section], footer: str) -> str:
+    """Short: the intro and the given sections' tables (a missing one in one line)."""
+    lines = [f"## {html.escape(title)}", "", *(html.escape(line) + "  " for line in intro), ""]
+    for s in sections:
+        lines += [f"### {html.escape(s.title)}", ""]
+        if s.missing:
+            lines += [f"_Not shown: {html.escape(s.missing)}._", ""]
+        if s.table is not None and not s.table.empty:
+            lines += [markdown_table(s.table), ""]
+    return "\n".join([*lines, html.escape(footer), ""])

@@ -1,0 +1,393 @@
+"""The report: tables, plots, HTML/Markdown, CLI errors, from a real (small) suite run.
+
+The speed results come from running the suite on LeNet for real, once per module. The
+convergence results are synthetic test fixtures written through ``store.write_case``:
+made-up curves with known medians, not measurements.
+"""
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnets import store
+from resnets.report import (convergence_table, layer_table, load, models_table, speedup_matrix,
+                            torchvision_table, write_report)
+from resnets.suite import speed as speed_suite
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+XSS = "<script>alert(1)</script>"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "resnets", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real run: the suite on LeNet, CPU, 8 cases, as small a budget as it takes."""
+    tmp = tmp_path_factory.mktemp("suite")
+    cmd = [sys.executable, "-m", "pytest", speed_suite.__file__, "-p", "resnets.suite.plugin",
+           "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir", str(tmp), "--benchmark-only",
+           "--bench-models", "lenet", "--bench-devices", "cpu", "--bench-time-budget", "0.2",
+           "--bench-min-rounds", "3", "--bench-out", str(tmp / "run"), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def df(run_dir):
+    return load(run_dir)
+
+
+@pytest.fixture(scope="module")
+def report(run_dir, tmp_path_factory) -> Path:
+    return write_report([run_dir], tmp_path_factory.mktemp("report") / "out")
+
+
+def copy_run(run_dir: Path, dest: Path) -> Path:
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def rewrite(path: Path, change) -> None:
+    """Edit a result file's document in place: ``change(doc)`` mutates it."""
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def case_files(run: Path) -> list[Path]:
+    return sorted((run / store.CASES_DIR).glob("*.json"))
+
+
+# --- loading -------------------------------------------------------------------------
+
+def test_one_row_per_case_with_config_metrics_and_environment(df):
+    assert len(df) == 8  # 2 modes x 2 formats x 2 precisions
+    assert set(df["status"]) == {"ok"} and set(df["kind"]) == {"speed"}
+    for col in ("model", "mode", "device", "memory_format", "precision", "compile", "batch_size",
+                "input_shape", "variant", "case_id", "samples_per_s", "time_median",
+                "peak_memory_bytes", "flops_fwd", "utilization", "timing_method", "timing_clock",
+                "env_torch", "env_cpu_model", "samples", "run", "run_time"):
+        assert col in df, col
+    assert df["samples"].map(len).ge(3).all()
+    assert (df["input_shape"] == "1x28x28").all()
+
+
+# --- tables --------------------------------------------------------------------------
+
+def test_speedups_are_ratios_of_the_underlying_throughputs(df):
+    m = speedup_matrix(df)
+    assert len(m) == 2 and set(m["mode"]) == {"infer", "train"}
+    variants = [c for c in m.columns if c not in ("model", "mode", "device", "batch", "input")]
+    assert variants[0] == "contiguous-fp32-eager" and len(variants) == 4
+    sps = df.set_index(["mode", "variant"])["samples_per_s"]
+    for _, row in m.iterrows():
+        for v in variants:
+            assert row[v] == pytest.approx(sps[row["mode"], v] / sps[row["mode"], variants[0]])
+
+
+def test_other_baseline_divides_by_that_variant(df):
+    m = speedup_matrix(df, "channels_last-fp32-eager")
+    assert list(m.columns)[5] == "channels_last-fp32-eager"
+    assert (m["channels_last-fp32-eager"] == 1.0).all()
+
+
+def test_models_table_has_size_cost_and_best_throughput(df):
+    t = models_table(df)
+    assert len(t) == 1 and t.loc[0, "model"] == "lenet" and t.loc[0, "params"] == 61706
+    best_infer = df[df["mode"] == "infer"]["samples_per_s"].max()
+    assert t.loc[0, "cpu infer samples/s"] == best_infer
+    row = df.loc[df["samples_per_s"] == best_infer].iloc[0]
+    assert t.loc[0, "cpu infer peak MiB"] == pytest.approx(row["peak_memory_bytes"] / 2 ** 20)
+    assert t.loc[0, "fwd MFLOPs/sample"] == pytest.approx(row["flops_fwd"] / 64 / 1e6)
+
+
+def test_torchvision_pairs_tv_cases_with_ours(run_dir, tmp_path):
+    assert torchvision_table(load(run_dir)).empty
+    run = copy_run(run_dir, tmp_path / "run")
+    src = next(p for p in case_files(run) if "contiguous-fp32" in p.name and "infer" in p.name)
+    tv = src.with_name("tv_" + src.name)
+    shutil.copy(src, tv)
+
+    def as_torchvision(doc):
+        info = doc["benchmarks"][0]["extra_info"]
+        info.update(model="tv_lenet", case_id="tv_" + info["case_id"],
+                    samples_per_s=info["samples_per_s"] / 2)
+    rewrite(tv, as_torchvision)
+    t = torchvision_table(load(run))
+    assert len(t) == 1 and t.loc[0, "model"] == "lenet" and t.loc[0, "torchvision"] == "tv_lenet"
+    assert t.loc[0, "ours / torchvision samples/s"] == pytest.approx(2.0)
+
+
+def test_layer_table_keeps_the_slowest_leaf_layers(run_dir, tmp_path):
+    """Rows shaped as resnets.profiling writes them (made-up times)."""
+    run = copy_run(run_dir, tmp_path / "run")
+    layers = [{"module": "features", "type": "Sequential", "leaf": False, "time_ms": 9.0,
+               "fwd_ms": 9.0, "flops_fwd": 8e6, "flops_per_s": 8e6 / 9e-3, "share": 0.9}]
+    layers += [{"module": f"features.{i}", "type": "Conv2d", "leaf": True,
+                "time_ms": 0.1 * (i + 1), "fwd_ms": 0.1 * (i + 1), "flops_fwd": 1e6 * (i + 1),
+                "flops_per_s": 1e10, "share": 0.01 * (i + 1)} for i in range(12)]
+    rewrite(case_files(run)[0], lambda doc: doc["benchmarks"][0]["extra_info"].update(
+        profile={"layers": layers, "ops": [], "profile_method": "made-up profile"}))
+    df = load(run)
+    t = layer_table(df, top=5)
+    assert list(t["layer"]) == [f"features.{i}" for i in (11, 10, 9, 8, 7)]
+    assert t.loc[0, "time ms"] == pytest.approx(1.2)
+    assert t.loc[0, "forward MFLOPs"] == pytest.approx(12)
+    assert t.loc[0, "% of step"] == pytest.approx(12)
+    assert t.loc[0, "forward GFLOP/s"] == pytest.approx(10)
+    out = write_report(run, tmp_path / "out")
+    page = (out / "index.html").read_text()
+    assert "features.11" in page and "made-up profile" in page
+
+
+# --- convergence (synthetic fixtures) ------------------------------------------------
+
+def write_convergence(run: Path, model: str, seed: int, status: str, iters_to_target,
+                      tau: float, target: float = 0.9, case_id_per_seed: bool = True) -> None:
+    """A synthetic convergence result shaped as ``resnets train`` writes it (file named by
+    run_id): accuracy 1 - exp(-iters / tau) at 10 evaluations. ``case_id_per_seed``: make
+    the case id unique per seed too."""
+    iters = list(range(0, 1000, 100))
+    acc = [1 - math.exp(-i / tau) for i in iters]
+    reached = status == "reached"
+    case_id = f"{model}-train-cpu-contiguous-fp32-eager-bs32-3x32x32"
+    run_id = f"{case_id}-synthetic-seed{seed}"
+    info = {
+        "schema_version": store.SCHEMA_VERSION, "kind": "convergence", "status": status,
+        "case_id": run_id if case_id_per_seed else case_id, "run_id": run_id,
+        "model": model, "mode": "train", "device": "cpu", "memory_format": "contiguous",
+        "precision": "fp32", "compile": "eager", "batch_size": 32, "input_shape": [3, 32, 32],
+        "variant": "contiguous-fp32-eager", "dataset": "synthetic", "target_acc": target,
+        "seed": seed, "iters_to_target": iters_to_target if reached else None,
+        "samples_to_target": 32 * iters_to_target if reached else None,
+        "train_s_to_target": iters_to_target / 100 if reached else None,
+        "total_s_to_target": iters_to_target / 80 if reached else None,
+        "best_acc": max(acc), "final_acc": acc[-1], "iters_run": iters[-1],
+        "hyperparams": {"optimizer": "SGD", "lr": 0.1, "momentum": 0.9},
+        "timing": {"clock": "time.perf_counter", "resolution": "read at evaluations, every 100"},
+        "curve": {"iters": iters, "test_acc": acc, "train_acc": acc,
+                  "train_loss": [-math.log(max(a, 1e-3)) for a in acc],
+                  "train_s": [i / 100 for i in iters], "total_s": [i / 80 for i in iters]},
+    }
+    entry = store.benchmark_entry(f"train[{run_id}]", run_id, info, None)
+    store.write_case(run, entry, {}, {})
+
+
+@pytest.fixture
+def convergence_run(tmp_path) -> Path:
+    run = tmp_path / "conv"
+    for seed, it in enumerate((300, 400, 500)):
+        write_convergence(run, "resnet20", seed, "reached", it, tau=150)
+    write_convergence(run, "plain20", 0, "reached", 600, tau=300)
+    write_convergence(run, "plain20", 1, "not_reached", None, tau=400)
+    write_convergence(run, "plain20", 2, "diverged", None, tau=900)
+    write_convergence(run, "plain56", 0, "not_reached", None, tau=2000)
+    return run
+
+
+def test_convergence_table_medians_spread_and_ranks(convergence_run):
+    t = convergence_table(load(convergence_run)).set_index("model")
+    assert list(t.index) == ["resnet20", "plain20", "plain56"]  # never reached: last, kept
+    assert list(t["rank"]) == [1, 2, 3]
+    r = t.loc["resnet20"]
+    assert r["seeds"] == 3 and r["reached"] == "3/3"
+    assert (r["iters to target (median)"], r["iters (min)"], r["iters (max)"]) == (400, 300, 500)
+    assert r["train s to target (median)"] == pytest.approx(4.0)
+    p = t.loc["plain20"]
+    assert p["reached"] == "1/3, 1 diverged"
+    assert p["iters (min)"] == 600 and math.isinf(p["iters to target (median)"])
+    assert math.isinf(t.loc["plain56", "train s to target (median)"])
+
+
+def test_seeds_sharing_a_case_id_stay_separate(tmp_path):
+    for seed in range(3):
+        write_convergence(tmp_path / "conv", "resnet20", seed, "reached", 300 + 100 * seed,
+                          tau=150, case_id_per_seed=False)
+    assert convergence_table(load(tmp_path / "conv")).loc[0, "seeds"] == 3
+
+
+def test_convergence_report_has_curves_and_not_reached(convergence_run, tmp_path):
+    out = write_report(convergence_run, tmp_path / "out")
+    for name in ("convergence_accuracy", "train_error"):
+        assert (out / "plots" / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
+    assert "not reached" in (out / "tables" / "convergence.md").read_text()
+    assert "### Convergence" in (out / "summary.md").read_text()
+
+
+# --- the written report --------------------------------------------------------------
+
+def test_report_writes_every_output(report, df):
+    for name in ("index.html", "summary.md", "results.csv"):
+        assert (report / name).stat().st_size > 0
+    csv_header = (report / "results.csv").read_text().splitlines()[0].split(",")
+    assert "samples" not in csv_header and "nested" not in csv_header
+    assert "env_torch" in csv_header and "samples_per_s" in csv_header
+    assert len((report / "results.csv").read_text().strip().splitlines()) == 1 + len(df)
+    for table in ("models", "speedups", "utilization", "method", "environment"):
+        for ext in ("csv", "md", "html"):
+            assert (report / "tables" / f"{table}.{ext}").is_file(), (table, ext)
+    assert not (report / "tables" / "torchvision.csv").exists()
+    plots = sorted((report / "plots").glob("*.png"))
+    assert {p.stem for p in plots} >= {"throughput", "speedup_heatmap", "step_times",
+                                        "memory_vs_batch", "throughput_vs_flops"}
+    for p in plots:
+        assert p.read_bytes().startswith(PNG_MAGIC), p
+    assert not list(report.rglob(".*.tmp"))
+
+
+def test_report_says_what_it_left_out_and_how_numbers_were_made(report):
+    page = (report / "index.html").read_text()
+    assert "Not shown: not measured (no torchvision case" in page
+    assert "Not shown: one run loaded; a trend needs several" in page
+    assert "Not shown: no convergence result has a curve" in page
+    for words in ("time.perf_counter", "stop reason", "timed rounds", "torch threads", "CPU "):
+        assert words in page, words
+    assert page.count("data:image/png;base64,") == len(list((report / "plots").glob("*.png")))
+    summary = (report / "summary.md").read_text()
+    assert "### Speed-ups vs contiguous-fp32-eager" in summary and len(summary) < 6000
+
+
+def test_html_is_self_contained_and_escapes_input(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "run")
+    rewrite(case_files(run)[0], lambda doc: doc["benchmarks"][0]["extra_info"].update(model=XSS))
+    out = write_report(run, tmp_path / "out")
+    pages = [out / "index.html", *(out / "tables").glob("*.html")]
+    for page in pages:
+        text = page.read_text()
+        assert "http://" not in text and "https://" not in text, page
+        assert "<script" not in text.lower(), page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (out / "index.html").read_text()
+    assert "<script" not in (out / "summary.md").read_text()
+
+
+def test_trend_appears_with_two_runs_and_tables_use_the_newest(run_dir, tmp_path):
+    old = copy_run(run_dir, tmp_path / "old")
+    new = copy_run(run_dir, tmp_path / "new")
+
+    def later_and_faster(doc):
+        doc["datetime"] = "2099-01-01T00:00:00.000001+00:00"  # as the suite writes it
+        info = doc["benchmarks"][0]["extra_info"]
+        if info["variant"] == "channels_last-bf16-eager":
+            info["samples_per_s"] *= 10
+    for path in case_files(new):
+        rewrite(path, later_and_faster)
+    df = load([old, new])
+    m = speedup_matrix(df)
+    newest = df[df["run"] == "new"].set_index(["mode", "variant"])["samples_per_s"]
+    for _, row in m.iterrows():
+        fast, base = (newest[row["mode"], v] for v in ("channels_last-bf16-eager",
+                                                         "contiguous-fp32-eager"))
+        assert row["channels_last-bf16-eager"] == pytest.approx(fast / base)
+    out = write_report([old, new], tmp_path / "out")
+    assert (out / "plots" / "trend.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_failed_case_is_listed_with_its_reason(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "run")
+
+    def failed(doc):  # as the suite records a case that raised
+        b = doc["benchmarks"][0]
+        info = b["extra_info"]
+        b["extra_info"] = {"schema_version": info["schema_version"], "kind": "speed",
+                           "status": "failed", "error": "RuntimeError: out of <memory>",
+                           "case_id": info["case_id"], "variant": info["variant"],
+                           **{k: info[k] for k in ("model", "mode", "device", "memory_format",
+                                                   "precision", "compile", "batch_size",
+                                                   "input_shape")}}
+        b["stats"] = None
+    rewrite(case_files(run)[0], failed)
+    out = write_report(run, tmp_path / "out")
+    assert "RuntimeError: out of &lt;memory&gt;" in (out / "index.html").read_text()
+    assert "### Failed cases" in (out / "summary.md").read_text()
+    assert len(speedup_matrix(load(run))) == 2
+
+
+def test_runs_with_differently_formatted_times_keep_their_time(run_dir, tmp_path):
+    bench_json = copy_run(run_dir, tmp_path / "b")
+    for path in case_files(bench_json):  # pytest-benchmark's own form: no fraction, no zone
+        rewrite(path, lambda doc: doc.update(datetime="2099-01-01T00:00:00"))
+    df = load([run_dir, bench_json])
+    assert df["run_time"].notna().all()
+
+
+def test_a_plot_without_data_this_time_loses_its_old_file(run_dir, tmp_path):
+    out = tmp_path / "out"
+    (out / "plots").mkdir(parents=True)
+    (out / "plots" / "trend.png").write_bytes(PNG_MAGIC)
+    write_report(run_dir, out)
+    assert not (out / "plots" / "trend.png").exists()
+
+
+# --- the CLI -------------------------------------------------------------------------
+
+def test_cli_writes_the_report_with_a_baseline(run_dir, tmp_path):
+    r = cli("report", run_dir, "-o", tmp_path / "out", "--baseline", "channels_last-fp32-eager")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "out" / "index.html")
+    assert "Speed-ups vs channels_last-fp32-eager" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_cli_default_output_folder(run_dir, tmp_path):
+    r = cli("report", run_dir, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    [out] = (tmp_path / "reports").glob("report-*")
+    assert (out / "index.html").is_file()
+    assert Path(r.stdout.strip()) == Path("reports") / out.name / "index.html"
+
+
+def _unknown_schema(run_dir: Path) -> str:
+    doc = json.loads(case_files(run_dir)[0].read_text())
+    doc["benchmarks"][0]["extra_info"]["schema_version"] = 99
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty file"),
+    ('{"benchmarks": [{"name": "x", "extra', "not valid JSON"),
+    ("<html>not json</html>", "not valid JSON"),
+    ('{"machine_info": {}}', "not pytest-benchmark output"),
+    ('{"benchmarks": []}', "no resnets results"),
+    (None, "unknown schema_version 99"),
+], ids=["empty", "truncated", "not-json", "no-benchmarks", "empty-benchmarks", "unknown-schema"])
+def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(_unknown_schema(run_dir) if content is None else content)
+    r = cli("report", bad, "-o", tmp_path / "out")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and message in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_baseline_is_one_line_and_exit_2(run_dir, tmp_path):
+    r = cli("report", run_dir, "-o", tmp_path / "out", "--baseline", "nchw-fp64-eager")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "nchw-fp64-eager" in r.stderr and "contiguous-fp32-eager" in r.stderr
+
+
+def test_report_imports_no_torch():
+    code = ("import sys, resnets.report, resnets.commands.report; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_seed_band_median_and_range():
+    from resnets.report.plots import _seed_band
+
+    curves = [{"iters": [0, 10, 20], "test_acc": [0.1, 0.5, 0.9]},
+              {"iters": [0, 10, 20], "test_acc": [0.3, 0.7, 0.8]},
+              {"iters": [0, 10], "test_acc": [0.2, 0.6]}]
+    x, med, lo, hi, n = _seed_band(curves, "iters", lambda c: c["test_acc"])
+    assert n == 3 and list(x) == [0, 10, 20]
+    np.testing.assert_allclose(med, [0.2, 0.6, 0.85])
+    np.testing.assert_allclose(lo, [0.1, 0.5, 0.8])
+    np.testing.assert_allclose(hi, [0.3, 0.7, 0.9])
