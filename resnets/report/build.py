@@ -9,8 +9,6 @@ so a folder never mixes two reports.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pandas as pd
 
 from .. import __version__
 from ..results import ResultsError, load
-from ..store import atomic_write_text
+from ..store import atomic_write, atomic_write_text
 from . import plots as _plots
 from . import tables as _tables
 from .frame import DEFAULT_BASELINE, with_columns
@@ -37,14 +35,6 @@ BEFORE_PLOTS = ("models", "speedups", "torchvision", "utilization", "convergence
 SUMMARY_CONVERGENCE = ("rank", "model", "dataset", "input", "target acc", "reached",
                        "iters to target (median)", "train s to target (median)",
                        "best acc (median)", "final acc (median)")
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, then rename: a reader never sees half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-    os.replace(f.name, path)
 
 
 def table_sections(df: pd.DataFrame, baseline: str | None) -> list[Section]:
@@ -169,7 +159,7 @@ def _write_parts(out: Path, df: pd.DataFrame, tables, figures) -> None:
         if s.missing:
             path.unlink(missing_ok=True)
         else:
-            _write_bytes(path, s.png)
+            atomic_write(path, lambda tmp, data=s.png: Path(tmp).write_bytes(data))
 
 
 def write_report(paths, out_dir, baseline: str | None = None) -> Path:
