@@ -157,3 +157,30 @@ def test_run_cli_measures_and_resumes(tmp_path):
     assert r.returncode == 0 and "already done" in r.stdout
     r = run_cli("run", "--resume", str(out), "--models", "lenet", cwd=tmp_path)
     assert r.returncode == 2 and "--resume reuses" in r.stderr
+
+
+def test_convergence_runs_are_benchmarks_with_curves(tmp_path):
+    from resnets.suite import convergence
+
+    r = pytest_run(tmp_path, "--bench-experiments", "bn", "--bench-models", "lenet_bn",
+                   "--bench-out", str(tmp_path / "run"), "--benchmark-json", str(tmp_path / "c.json"),
+                   suite=convergence.__file__)
+    assert r.returncode == 0, r.stdout[-2000:]
+    benches = json.loads((tmp_path / "c.json").read_text())["benchmarks"]
+    assert [b["extra_info"]["seed"] for b in benches] == [0, 1, 2]
+    for b in benches:
+        extra = b["extra_info"]
+        assert extra["kind"] == "convergence" and extra["status"] == "reached"
+        assert b["stats"]["rounds"] == 1 and b["stats"]["data"] == [extra["train_s_to_target"]]
+        assert extra["curve"]["test_acc"][-1] >= 0.9
+    assert len(store.finished_case_ids(tmp_path / "run")) == 3
+
+
+def test_missing_dataset_folder_skips_with_what_to_put_where(tmp_path):
+    from resnets.suite import convergence
+
+    r = pytest_run(tmp_path, "--bench-experiments", "degradation", "--bench-models", "resnet20",
+                   "--bench-dataset", "cifar10", "--bench-data-root", str(tmp_path / "nodata"),
+                   "-rs", suite=convergence.__file__)
+    assert r.returncode == 0 and "3 skipped" in r.stdout, r.stdout[-2000:]
+    assert "cifar-10-batches-py" in r.stdout

@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPU threads (default: all cores)")
     p.add_argument("--trace", type=Path, metavar="FILE",
                    help="also write a Chrome/Perfetto trace (.json, or .json.gz)")
-    p.add_argument("-o", "--output", type=Path, metavar="DIR",
+    p.add_argument("-o", "--out", type=Path, metavar="DIR",
                    help="folder for the tables and the plot (default: reports/profile-<case id>)")
     p.add_argument("--top", type=_positive_int, default=10, metavar="N",
                    help="layers shown on the terminal (default: %(default)s)")
@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     from ..store import safe_name
 
     case = case_from_args(args.model, args)
-    out = args.output or Path("reports") / f"profile-{safe_name(case.id)}"
+    out = args.out or Path("reports") / f"profile-{safe_name(case.id)}"
     _check_paths(out, args.trace)
     Settings(threads=args.threads).apply()
     result = profile_case(case, steps=args.steps, trace=args.trace,

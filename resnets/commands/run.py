@@ -21,7 +21,12 @@ FILTERS = {"models": "--bench-models", "modes": "--bench-modes", "devices": "--b
            "formats": "--bench-formats", "precisions": "--bench-precisions",
            "compile": "--bench-compile", "batch_sizes": "--bench-batch-sizes"}
 FLAGS = {"isolate": "--bench-isolate", "max_batch": "--bench-max-batch",
-         "profile_ops": "--bench-profile-ops"}
+         "profile_ops": "--bench-profile-ops", "no_convergence": "--no-bench-convergence",
+         "download": "--bench-download"}
+# CLI option -> pytest option, one value each.
+VALUES = {"experiments": "--bench-experiments", "dataset": "--bench-dataset",
+          "data_root": "--bench-data-root", "time_budget": "--bench-time-budget",
+          "threads": "--bench-threads"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolate", action="store_true", help="each case in a fresh subprocess")
     p.add_argument("--max-batch", action="store_true", help="find the largest batch that fits on CUDA")
     p.add_argument("--profile-ops", action="store_true", help="attach operator/layer profiles")
+    p.add_argument("--no-convergence", action="store_true", help="speed cases only, no training runs")
+    p.add_argument("--experiments", metavar="A,B", help="convergence experiments (bn, degradation)")
+    p.add_argument("--dataset", help="dataset for every convergence run (default: each experiment's)")
+    p.add_argument("--data-root", metavar="DIR", help="folder with fashion-mnist / cifar10")
+    p.add_argument("--download", action="store_true", help="download missing datasets to --data-root")
     p.add_argument("--out", metavar="DIR", help="run folder (default reports/<run-id>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run in RUN_DIR")
     p.add_argument("--no-report", action="store_true", help="results only, no report")
@@ -42,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict:
-    opts = {"preset": args.preset, "time_budget": args.time_budget, "threads": args.threads}
-    opts.update({k: getattr(args, k) for k in [*FILTERS, *FLAGS]})
+    opts = {"preset": args.preset}
+    opts.update({k: getattr(args, k) for k in [*FILTERS, *FLAGS, *VALUES]})
     return opts
 
 
@@ -68,16 +78,23 @@ def _check(opts: dict) -> None:
     from .. import models
     from ..measure.presets import Selection
 
+    from .. import convergence, data
+    from ..measure.presets import split
+
     Selection.parse(opts["preset"], *(opts[k] for k in FILTERS), known_models=models.names())
+    split(opts["experiments"], "--experiments", tuple(convergence.EXPERIMENTS))
+    if opts["dataset"] is not None and opts["dataset"] not in data.NAMES:
+        raise UserError(f"--dataset: invalid value {opts['dataset']!r} (valid: {', '.join(data.NAMES)})")
     for key in ("time_budget", "threads"):
         if opts[key] is not None and opts[key] <= 0:
             raise UserError(f"--{key.replace('_', '-')} must be > 0, not {opts[key]}")
 
 
 def pytest_command(run_dir: Path, opts: dict, extra: list[str]) -> list[str]:
-    from ..suite import speed
+    from ..suite import convergence, speed
 
-    cmd = [sys.executable, "-m", "pytest", speed.__file__, "-p", "resnets.suite.plugin",
+    cmd = [sys.executable, "-m", "pytest", speed.__file__, convergence.__file__,
+           "-p", "resnets.suite.plugin",
            "-p", "no:cacheprovider", "--rootdir", str(run_dir), "-c", os.devnull,
            "--benchmark-only", "--benchmark-sort=name", "-v", "--bench-out", str(run_dir),
            "--bench-preset", opts["preset"]]
@@ -87,10 +104,9 @@ def pytest_command(run_dir: Path, opts: dict, extra: list[str]) -> list[str]:
     for key, flag in FLAGS.items():
         if opts[key]:
             cmd.append(flag)
-    if opts["time_budget"] is not None:
-        cmd += ["--bench-time-budget", str(opts["time_budget"])]
-    if opts["threads"] is not None:
-        cmd += ["--bench-threads", str(opts["threads"])]
+    for key, flag in VALUES.items():
+        if opts[key] is not None:
+            cmd += [flag, str(opts[key])]
     return cmd + extra
 
 

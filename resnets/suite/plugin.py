@@ -12,13 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from itertools import product
 from pathlib import Path
 
 import pytest
 
 from .. import store
 from ..errors import UserError
-from ..measure.presets import PRESETS, Selection
+from ..measure.presets import PRESETS, Selection, split
 
 _OPTIONS = [
     # (flag, kwargs)
@@ -39,6 +40,14 @@ _OPTIONS = [
     ("--bench-max-batch", dict(action="store_true", help="also find the largest batch that fits on CUDA per case")),
     ("--bench-profile-ops", dict(action="store_true", help="attach operator and layer profiles (separate, untimed steps)")),
     ("--bench-out", dict(default=None, help="run folder for per-case results (default reports/<run-id>)")),
+    ("--bench-convergence", dict(action="store_true", default=True, dest="bench_convergence",
+                                 help="run the convergence (time-to-accuracy) benchmarks (default)")),
+    ("--no-bench-convergence", dict(action="store_false", dest="bench_convergence",
+                                    help="skip the convergence benchmarks")),
+    ("--bench-experiments", dict(help="comma-separated convergence experiments (default: all)")),
+    ("--bench-dataset", dict(help="dataset for every convergence run (default: each experiment's)")),
+    ("--bench-data-root", dict(help="folder holding fashion-mnist/cifar10 (default $RESNETS_DATA or ./data)")),
+    ("--bench-download", dict(action="store_true", help="download missing datasets into --bench-data-root")),
 ]
 
 
@@ -67,6 +76,35 @@ def pytest_configure(config):
         if value is not None and value < lo or (flag == "--bench-rel-ci" and value == 0):
             raise pytest.UsageError(f"{flag} must be > {lo}, not {value}")
     config._resnets_selection = _selection(config)
+    config._resnets_trials = _trials(config) if config.getoption("bench_convergence") else []
+
+
+def _trials(config) -> list:
+    """The preset's convergence runs, narrowed or widened by the same filters as speed
+    cases: models filter; devices, formats and precisions (when given) multiply."""
+    from dataclasses import replace
+
+    from .. import convergence, data
+
+    sel = config._resnets_selection
+    try:
+        experiments = split(config.getoption("--bench-experiments"), "--bench-experiments",
+                            tuple(convergence.EXPERIMENTS)) or (None,)
+        dataset = config.getoption("--bench-dataset")
+        if dataset is not None and dataset not in data.NAMES:
+            raise UserError(f"--bench-dataset: invalid value {dataset!r} (valid: {', '.join(data.NAMES)})")
+        planned = [t for e in experiments for t in convergence.trials(sel.preset, e)]
+    except UserError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    out = []
+    for t in planned:
+        if sel.models and t.case.model not in sel.models:
+            continue
+        for dev, fmt, prec in product(sel.devices or (t.case.device,), sel.formats or (t.case.memory_format,),
+                                      sel.precisions or (t.case.precision,)):
+            case = replace(t.case, device=dev, memory_format=fmt, precision=prec)
+            out.append(t._replace(case=case, dataset=dataset or t.dataset))
+    return out
 
 
 def _default_input(model: str):
@@ -79,6 +117,9 @@ def pytest_generate_tests(metafunc):
     if "speed_case" in metafunc.fixturenames:
         cases = metafunc.config._resnets_selection.cases(_default_input)
         metafunc.parametrize("speed_case", cases, ids=[c.id for c in cases])
+    if "convergence_trial" in metafunc.fixturenames:
+        trials = metafunc.config._resnets_trials
+        metafunc.parametrize("convergence_trial", trials, ids=[t.id for t in trials])
 
 
 class BenchSession:
@@ -104,6 +145,8 @@ class BenchSession:
         self.max_batch = opt("--bench-max-batch")
         self.profile_ops = opt("--bench-profile-ops")
         self.preset = preset
+        self.data_root = opt("--bench-data-root")
+        self.download = opt("--bench-download")
         self.run_dir = Path(opt("--bench-out") or Path("reports") / run_id())
         self.done = store.finished_case_ids(self.run_dir)
         self.config = config
@@ -154,7 +197,7 @@ class BenchSession:
             pytest.skip(reply["reason"])
         if reply["status"] == "failed":
             self.counts["failed"] += 1
-            self.write(benchmark, case, {"schema_version": store.SCHEMA_VERSION, "kind": "speed", "status": "failed",
+            self.write(benchmark, case.id, {"schema_version": store.SCHEMA_VERSION, "kind": "speed", "status": "failed",
                                          "error": reply["reason"], "case_id": case.id,
                                          **case.key(), "variant": case.variant}, None)
             pytest.fail(f"{case.id}: {reply['reason']}", pytrace=False)
@@ -170,28 +213,53 @@ class BenchSession:
         self.counts["ok"] += 1
         self.record(benchmark, case, extra, reply["samples"])
 
-    def record(self, benchmark, case, extra: dict, samples: list[float]) -> None:
+    def run_convergence(self, benchmark, trial) -> None:
+        """One seed's time-to-accuracy: one timed round (training seconds to the target,
+        or of the whole budget when it is not reached, which ranks it slowest)."""
+        from .. import convergence
+        from ..measure.workload import runtime_skip_reason
+
+        if trial.id in self.done:
+            self.counts["resumed"] += 1
+            pytest.skip(f"already measured in {self.run_dir}")
+        reason = runtime_skip_reason(trial.case)
+        if reason:
+            self.counts["skipped"] += 1
+            pytest.skip(reason)
+        try:
+            result = convergence.run_trial(trial, data_root=self.data_root, download=self.download,
+                                           threads=self.settings.threads)
+        except UserError as exc:  # e.g. the dataset folder is missing: say so, go on
+            self.counts["skipped"] += 1
+            pytest.skip(str(exc))
+        self.counts["ok"] += 1
+        self.record(benchmark, trial.case, result, [convergence.benchmark_seconds(result)],
+                    param=trial.id, group=f"convergence {trial.dataset}")
+
+    def record(self, benchmark, case, extra: dict, samples: list[float], param: str | None = None,
+               group: str | None = None) -> None:
         """Hand our samples to pytest-benchmark (its stats = our per-step times) and
         persist the case. pytest-benchmark has no public API for externally timed
         samples, so this uses its ``_make_stats``/``Metadata.update`` (pinned <6)."""
         from ..stats import Measurement
 
-        benchmark.group = f"{case.model} {case.mode} {case.device}"
+        benchmark.group = group or f"{case.model} {case.mode} {case.device}"
         benchmark.extra_info.update(extra)
         if benchmark.enabled:
             stats = benchmark._make_stats(1)
             for s in samples:
                 stats.update(s)
         benchmark._mode = "resnets (externally timed samples)"
-        self.write(benchmark, case, extra, Measurement(tuple(samples)).pytest_benchmark_stats())
+        self.write(benchmark, param or case.id, extra,
+                   Measurement(tuple(samples)).pytest_benchmark_stats())
 
-    def write(self, benchmark, case, extra: dict, stats: dict | None) -> None:
+    def write(self, benchmark, param: str, extra: dict, stats: dict | None) -> None:
         import pytest_benchmark
 
         machine, commit = self.infos()
-        entry = store.benchmark_entry(benchmark.name, case.id, extra, stats,
+        entry = store.benchmark_entry(benchmark.name, param, extra, stats,
                                       group=benchmark.group, fullname=benchmark.fullname,
-                                      params={"case": case.id})
+                                      params={"case": param})
         store.write_case(self.run_dir, entry, machine, commit, pytest_benchmark.__version__)
 
 

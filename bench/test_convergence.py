@@ -1,0 +1,1 @@
+from resnets.suite.convergence import test_convergence  # noqa: F401
