@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from dataclasses import dataclass, field, fields
 
@@ -145,5 +146,5 @@ def release_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
-    if hasattr(torch, "_dynamo"):
+    if "torch._dynamo" in sys.modules:  # only if something compiled: importing it costs seconds
         torch._dynamo.reset()
