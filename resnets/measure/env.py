@@ -30,7 +30,8 @@ def _run(cmd: list[str], cwd: str | None = None) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _static() -> dict:
+def static_environment() -> dict:
+    """What cannot change during a run (also the run's pytest-benchmark machine_info)."""
     pkg_dir = str(Path(__file__).resolve().parents[2])
     env = {
         "hostname": socket.gethostname(),
@@ -60,7 +61,7 @@ def _static() -> dict:
 def environment() -> dict:
     """Static facts plus the switches that can change between cases."""
     return {
-        **_static(),
+        **static_environment(),
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,

@@ -133,6 +133,11 @@ def _extra_info(case, settings, timing: Timing, env, memory, flops, peak, params
             "compile_s": timing.first_step_s if case.compile == "compile" else None,
             "build_s": build_s,
             "wall_s": timing.wall_s,
+            # Contention check: a CPU case that used far fewer cores than its threads, or
+            # ran with the load average above the core count, shared the machine.
+            "process_cpu_s": timing.process_cpu_s,
+            "cores_busy": timing.process_cpu_s / timing.wall_s if timing.wall_s > 0 else None,
+            "load_avg_1m": timing.load_avg_1m,
             "gc": "disabled while timing",
             "settings": settings.describe(),
         },

@@ -8,6 +8,7 @@ events are read after a synchronize every ``check_every`` rounds. GC is off whil
 from __future__ import annotations
 
 import gc
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -42,6 +43,8 @@ class Timing:
     first_step_s: float         # the cold first call (includes compilation for compile)
     clock: str
     wall_s: float
+    process_cpu_s: float        # CPU time this process used while timing (all threads)
+    load_avg_1m: float | None   # system load when timing started: > cores means contention
 
 
 def warm_up(step: Callable[[], None], policy: TimingPolicy, sync: Callable[[], None]) -> tuple[int, float, float]:
@@ -118,6 +121,8 @@ def time_step(step: Callable[[], None], device: str = "cpu",
     gc.disable()
     try:
         w_rounds, w_s, first = warm_up(step, policy, sync)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        cpu0 = time.process_time()
         start = time.perf_counter()
         deadline = start + policy.budget_s
         if device == "cuda":
@@ -127,7 +132,9 @@ def time_step(step: Callable[[], None], device: str = "cpu",
             samples, reason = _cpu_rounds(step, policy, deadline)
             clock = "time.perf_counter per step"
         wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(Measurement(tuple(samples)), reason, w_rounds, w_s, first, clock, wall)
+    return Timing(Measurement(tuple(samples)), reason, w_rounds, w_s, first, clock, wall,
+                  cpu, load)

@@ -150,6 +150,11 @@ class BenchSession:
         self.run_dir = Path(opt("--bench-out") or Path("reports") / run_id())
         self.done = store.finished_case_ids(self.run_dir)
         self.config = config
+        # Raw samples are the point of a result: keep them in --benchmark-autosave files too
+        # (pytest-benchmark drops them unless --benchmark-save-data), so `resnets compare`
+        # can read autosaves.
+        if hasattr(config, "_benchmarksession"):
+            config._benchmarksession.save_data = True
         self._infos = None
         self.counts = {"ok": 0, "skipped": 0, "failed": 0, "resumed": 0}
 
@@ -283,9 +288,11 @@ def bench_session(request) -> BenchSession:
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from ..measure.env import environment
+    # Only what is fixed for the run: pytest-benchmark compares machine_info between runs,
+    # and per-case switches (TF32, threads) would make every run look like another machine.
+    from ..measure.env import static_environment
 
-    machine_info["resnets_env"] = environment()
+    machine_info["resnets_env"] = static_environment()
 
 
 def pytest_terminal_summary(terminalreporter, config):
