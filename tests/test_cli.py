@@ -30,3 +30,12 @@ def test_bad_option_is_one_line_and_exits_nonzero():
 def test_unknown_family_is_one_line():
     r = run("models", "--family", "vgg")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_report_and_comparison_import_no_torch():
+    """`resnets --help`, report and compare must run anywhere in seconds, without torch."""
+    code = ("import sys, resnets, resnets.results, resnets.stats, resnets.report, "
+            "resnets.compare, resnets.history, resnets.measure.case, resnets.measure.presets; "
+            "from resnets.cli import build_parser; build_parser(); "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -99,7 +99,10 @@ def plot_sections(df: pd.DataFrame, baseline: str | None) -> list[Section]:
 
 
 def _values(df: pd.DataFrame, col: str) -> str:
-    return " / ".join(df[col].dropna().astype(str).unique())
+    """Distinct values of a column; whole floats (an int column with gaps) print as ints."""
+    values = df[col].dropna()
+    return " / ".join(dict.fromkeys(
+        str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values))
 
 
 def intro(df: pd.DataFrame, paths) -> list[str]:
@@ -119,7 +122,7 @@ def intro(df: pd.DataFrame, paths) -> list[str]:
     rounds = pd.to_numeric(df["timing_rounds"], errors="coerce").dropna()
     if len(rounds):
         stops = df["timing_stop_reason"].value_counts()
-        lines.append(f"Timing: {_values(df, 'timing_clock')}; {rounds.min():.0f} to "
+        lines.append(f"Timing: {_values(df[speed], 'timing_clock')}; {rounds.min():.0f} to "
                      f"{rounds.max():.0f} timed steps per case; stopped by "
                      + ", ".join(f"{r} ({n} cases)" for r, n in stops.items()) + ".")
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
