@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from resnets import convergence as cv
 from resnets import store
@@ -198,3 +199,14 @@ def test_train_cli_bad_input_is_one_line(tmp_path, argv, match):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0], r.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp16"])
+def test_cuda_training_under_each_precision_reaches_the_target(precision):
+    """AMP paths on the GPU: bf16/fp16 autocast (fp16 with a GradScaler), TF32 switches."""
+    case = Case("lenet_bn", "train", "cuda", "channels_last", precision, batch_size=100,
+                input_shape=(1, 28, 28))
+    result = cv.run(case, "digits", 0.9, seed=0, max_iters=300)
+    assert result["status"] == "reached", (result["best_acc"], result["final_acc"])
+    assert result["iters_to_target"] <= 300

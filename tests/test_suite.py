@@ -184,3 +184,17 @@ def test_missing_dataset_folder_skips_with_what_to_put_where(tmp_path):
                    "-rs", suite=convergence.__file__)
     assert r.returncode == 0 and "3 skipped" in r.stdout, r.stdout[-2000:]
     assert "cifar-10-batches-py" in r.stdout
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA is not available")
+def test_cuda_cases_run_through_the_suite(tmp_path):
+    r = pytest_run(tmp_path, "--bench-models", "resnet20", "--bench-devices", "cuda",
+                   "--bench-precisions", "fp32,tf32,bf16,fp16", "--bench-formats", "channels_last",
+                   "--bench-time-budget", "0.3", "--bench-out", str(tmp_path / "run"),
+                   "--benchmark-json", str(tmp_path / "out.json"))
+    assert r.returncode == 0 and "8 measured, 0 skipped" in r.stdout, r.stdout[-2000:]
+    for b in json.loads((tmp_path / "out.json").read_text())["benchmarks"]:
+        extra = b["extra_info"]
+        assert extra["timing"]["clock"].startswith("cuda.Event")
+        assert extra["peak_memory_reserved_bytes"] >= extra["peak_memory_bytes"] > 0
+        assert extra["env"]["gpu_name"] and extra["attainable_flops_per_s"] > 1e12
