@@ -168,26 +168,14 @@ class _Trainer:
         return self.batches.pop()
 
     def _step(self, it: int, sums) -> None:
-        import torch.nn.functional as F
-
-        from .measure.workload import autocast
+        from .measure.workload import train_step
 
         idx = self._next_batch()
         x = self.ds.train_x[idx].contiguous(memory_format=self.fmt)
         y = self.ds.train_y[idx]
         for group in self.optimizer.param_groups:
             group["lr"] = self.hp.lr_at(it, self.max_iters)
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.case):
-            out = self.runner(x)
-            loss = F.cross_entropy(out, y)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
+        loss, out = train_step(self.case, self.runner, self.optimizer, self.scaler, x, y)
         sums[0] += loss.detach().float()
         sums[1] += (out.detach().argmax(1) == y).sum()
 

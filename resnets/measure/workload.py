@@ -59,6 +59,26 @@ def autocast(case: Case):
     return torch.autocast(device_type=case.device, dtype=dtype)
 
 
+def train_step(case: Case, runner: Callable, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler | None, inputs: torch.Tensor,
+               targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step as every benchmark defines it (speed and convergence alike):
+    zero_grad(set_to_none) + autocast forward + cross-entropy + backward + optimizer step,
+    through a GradScaler when given. Returns (loss, logits) for callers that track them."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(case):
+        logits = runner(inputs)
+        loss = F.cross_entropy(logits, targets)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss, logits
+
+
 @dataclass
 class Workload:
     case: Case
@@ -78,16 +98,7 @@ class Workload:
             self.runner(self.inputs)
 
     def _train_step(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.case):
-            loss = F.cross_entropy(self.runner(self.inputs), self.targets)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
+        train_step(self.case, self.runner, self.optimizer, self.scaler, self.inputs, self.targets)
 
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor alive between steps: weights, buffers, grads, optimizer state, data."""
