@@ -30,7 +30,10 @@ VALUES = {"experiments": "--bench-experiments", "dataset": "--bench-dataset",
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", help="quick (CPU, ~5 min) or full (GPU runners)")
+    from ..measure.presets import PRESETS
+
+    p.add_argument("--preset", default="quick", choices=list(PRESETS),
+                   help="quick (CPU, ~5 min) or full (GPU runners)")
     for name in FILTERS:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="A,B",
                        help=f"comma-separated {name.replace('_', ' ')} (default: the preset's)")
