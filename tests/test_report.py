@@ -391,3 +391,22 @@ def test_seed_band_median_and_range():
     np.testing.assert_allclose(med, [0.2, 0.6, 0.85])
     np.testing.assert_allclose(lo, [0.1, 0.5, 0.8])
     np.testing.assert_allclose(hi, [0.3, 0.7, 0.9])
+
+
+def test_each_utilization_row_names_the_profile_command_for_its_case(run_dir):
+    """From a slow row of the report to its per-layer table in one command."""
+    import argparse
+
+    from resnets.commands import profile
+    from resnets.report import utilization_table
+
+    df = load(run_dir)
+    table = utilization_table(df)
+    assert len(table) == len(df[df["kind"] == "speed"])
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    for command in table["find the slow layer"]:
+        argv = command.split()
+        assert argv[:2] == ["resnets", "profile"]
+        args = parser.parse_args(argv[2:])
+        assert profile.case_from_args(args.model, args).id in set(df["case_id"])

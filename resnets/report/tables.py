@@ -123,7 +123,18 @@ def utilization_table(df: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> pd.
     if published.notna().any():
         out["published peak GFLOP/s"] = published / 1e9
         out["% of published"] = 100 * ok["achieved_flops_per_s"] / published
+    out["find the slow layer"] = [profile_command(r) for r in ok.to_dict("records")]
     return _shown(out)
+
+
+def profile_command(row: dict) -> str:
+    """The ``resnets profile`` command that profiles exactly this case: from a slow or
+    inefficient row of the report to its per-layer table in one command."""
+    shape = str(row["input_shape"]).replace("x", ",")
+    return (f"resnets profile {row['model']} --mode {row['mode']} --device {row['device']} "
+            f"--memory-format {row['memory_format']} --precision {row['precision']} "
+            f"--compile {row['compile']} --batch-size {int(row['batch_size'])} "
+            f"--input-shape {shape}")
 
 
 CONVERGENCE_GROUP = ["model", "dataset", "target_acc", "device", "variant", "batch_size",
