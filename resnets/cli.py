@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"resnets {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # an output path that can't be written, a vanished input file
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"resnets {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"resnets {args.command}: interrupted; results already written are kept",
               file=sys.stderr)

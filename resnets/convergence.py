@@ -37,8 +37,8 @@ from . import data as datasets
 from . import models
 from .errors import UserError
 from .measure.case import Case
+from .store import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 CURVE_KEYS = ("iters", "test_acc", "train_loss", "train_acc", "train_s", "total_s")
 EVAL_BATCH = 1000  # test images per forward pass when evaluating
 
@@ -87,9 +87,10 @@ def run(case: Case, dataset: str, target_acc: float, seed: int = 0, max_iters: i
     ``progress`` is called with the latest curve point after every evaluation.
     Raises ``UserError`` for bad arguments or missing data; never for a diverging run."""
     from .measure.runner import Settings, release_memory
-    from .measure.workload import math_mode, runtime_skip_reason
+    from .measure.workload import check_input_shape, math_mode, runtime_skip_reason
 
     _check(case, target_acc, max_iters)
+    check_input_shape(case)
     reason = runtime_skip_reason(case)
     if reason:
         raise UserError(f"{case.id} cannot run here: {reason}")

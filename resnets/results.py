@@ -11,41 +11,55 @@ from __future__ import annotations
 
 import glob
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import UserError
+from .measure.case import Case
 from .store import CASES_DIR, SCHEMA_VERSION
 
-CONFIG_FIELDS = ("model", "mode", "device", "memory_format", "precision", "compile",
-                 "batch_size", "input_shape")
-# Columns that identify a case across runs (input_shape as the "CxHxW" string).
-KEY_FIELDS = CONFIG_FIELDS
+
+
+# The config columns of every row: exactly the fields of a Case.
+CONFIG_FIELDS = tuple(f.name for f in fields(Case))
 
 
 class ResultsError(UserError):
     """A result file that can't be read, in one line that names it."""
 
 
+def _folder_files(p: Path) -> list[Path]:
+    cases = p / CASES_DIR
+    return sorted(cases.glob("*.json")) if cases.is_dir() else sorted(p.rglob("*.json"))
+
+
 def expand(paths) -> list[Path]:
-    """Files behind ``paths``: files as given, folders searched, globs expanded."""
+    """Files behind ``paths``: files as given, folders searched, globs expanded.
+
+    What a user names explicitly must hold results; what a glob merely matches may not
+    (``reports/*`` also matches reports/README.md and report-only folders): those are
+    skipped, and only a glob that yields no result file at all is an error."""
     files: list[Path] = []
     for raw in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(raw)
         if p.is_file():
             files.append(p)
         elif p.is_dir():
-            cases = p / CASES_DIR
-            found = sorted(cases.glob("*.json")) if cases.is_dir() else sorted(p.rglob("*.json"))
+            found = _folder_files(p)
             if not found:
                 raise ResultsError(f"{p}: no result files (*.json) in this folder")
             files += found
         else:
-            matches = sorted(glob.glob(str(raw), recursive=True))
-            if not matches:
-                raise ResultsError(f"{raw}: no such file, folder or glob match")
-            files += expand(matches)
+            matches = [Path(m) for m in sorted(glob.glob(str(raw), recursive=True))]
+            found = [f for m in matches
+                     for f in ([m] if m.is_file() and m.suffix == ".json" else
+                               _folder_files(m) if m.is_dir() else [])]
+            if not found:
+                what = "no result files" if matches else "no such file, folder or glob match"
+                raise ResultsError(f"{raw}: {what}")
+            files += found
     return list(dict.fromkeys(files))
 
 

@@ -161,3 +161,22 @@ def test_max_batch_is_cuda_only():
     from resnets.measure.maxbatch import max_batch_size
 
     assert max_batch_size(replace(Case("lenet"), device="cpu"))["max_batch_size"] is None
+
+
+def test_ci_never_ends_timing_below_six_samples():
+    timing = time_step(lambda: spin(0.001), "cpu",
+                       TimingPolicy(rel_ci=0.5, min_rounds=2, budget_s=60, warmup_rounds=1, warmup_s=0))
+    assert timing.stop_reason == "ci" and timing.measurement.rounds >= 6
+
+
+def test_an_input_the_model_cannot_take_is_a_one_line_user_error():
+    from resnets.errors import UserError
+
+    with pytest.raises(UserError, match="lenet cannot take a 1x32x32 input.*its own is 1x28x28"):
+        build(Case("lenet", input_shape=(1, 32, 32)))
+
+
+def test_repeated_filter_values_give_each_case_once():
+    cases = Selection.parse(models="lenet,lenet", modes="infer,infer", batch_sizes="8,8",
+                            devices="cpu", formats="contiguous", precisions="fp32").cases()
+    assert [c.id for c in cases] == ["lenet-infer-cpu-contiguous-fp32-eager-bs8-1x28x28"]

@@ -198,3 +198,21 @@ def test_cuda_cases_run_through_the_suite(tmp_path):
         assert extra["timing"]["clock"].startswith("cuda.Event")
         assert extra["peak_memory_reserved_bytes"] >= extra["peak_memory_bytes"] > 0
         assert extra["env"]["gpu_name"] and extra["attainable_flops_per_s"] > 1e12
+
+
+def test_run_cli_refuses_to_mix_a_new_run_into_an_old_folder(small_run, tmp_path):
+    tmp, _ = small_run
+    r = run_cli("run", "--models", "lenet", "--out", str(tmp / "run"), cwd=tmp_path)
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "--resume" in r.stderr
+
+
+def test_a_glob_over_reports_skips_what_holds_no_results(small_run, tmp_path):
+    from resnets.results import ResultsError, load
+
+    tmp, _ = small_run
+    (tmp / "README.md").write_text("not a result")
+    (tmp / "report-only").mkdir(exist_ok=True)
+    df = load(str(tmp / "*"))  # run/ (cases), out.json; README.md and report-only/ skipped
+    assert set(df["run"]) == {"run", "out"}
+    with pytest.raises(ResultsError, match="no result files"):
+        load(str(tmp / "*.md"))

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="significance level of the test and the interval (default 0.01)")
     p.add_argument("--noise", type=float, metavar="F",
                    help="per-run level shift to assume at least, as a fraction (default: "
-                        "measured floor per device, 0.06 cpu, 0.005 cuda)")
+                        "measured floor per device, 0.075 cpu, 0.005 cuda)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--allow-env-mismatch", action="store_true",
                    help="gate even if the two environments differ")

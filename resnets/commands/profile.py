@@ -30,7 +30,7 @@ def _positive_int(text: str) -> int:
 
 
 def _input_shape(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
+    parts = text.lower().replace("x", ",").split(",")  # 3,64,64 or 3x64x64
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"expected C,H,W (three integers), not {text!r}")
     return tuple(_positive_int(part) for part in parts)

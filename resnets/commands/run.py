@@ -123,6 +123,9 @@ def main(args: argparse.Namespace) -> int:
         opts = _options(args)
         _check(opts)
         run_dir = Path(args.out or Path("reports") / run_id())
+        if (run_dir / store.CASES_DIR).is_dir():
+            raise UserError(f"--out {run_dir}: already holds a run; pick a new folder, or finish "
+                            f"that run with: resnets run --resume {run_dir}")
         store.atomic_write_text(run_dir / OPTIONS_FILE, json.dumps(opts, indent=1))
     cmd = pytest_command(run_dir, opts, args.pytest_args)
     print(f"resnets run: {opts['preset']} preset -> {run_dir}", file=sys.stderr, flush=True)

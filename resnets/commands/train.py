@@ -91,7 +91,7 @@ def _shape(text: str) -> tuple[int, int, int]:
     from ..errors import UserError
 
     try:
-        shape = tuple(int(v) for v in text.lower().split("x"))
+        shape = tuple(int(v) for v in text.lower().replace(",", "x").split("x"))
     except ValueError:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:

@@ -49,7 +49,7 @@ def split(value: str | None, option: str, allowed: tuple[str, ...] | None = None
     """``"a,b"`` -> ``("a", "b")``; checks each against ``allowed`` with a usage error."""
     if value is None:
         return None
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    items = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     if not items:
         raise UserError(f"{option} needs at least one value")
     if allowed is not None:

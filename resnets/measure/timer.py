@@ -16,10 +16,15 @@ from typing import Callable
 from ..stats import Measurement
 
 
+MIN_CI_ROUNDS = 6       # fewest samples from which a CI of the median can end timing
+MIN_BUDGET_ROUNDS = 3   # fewest samples a spent time budget still waits for
+
+
 @dataclass(frozen=True)
 class TimingPolicy:
     """When to stop. Rounds end when the 95% CI of the median is within +-``rel_ci`` of it
-    (after ``min_rounds``), when ``budget_s`` of wall time is spent, or at ``max_rounds``."""
+    (after ``min_rounds``, and never before 6), when ``budget_s`` of wall time is spent
+    (after at least 3 rounds), or at ``max_rounds``."""
 
     rel_ci: float = 0.02
     budget_s: float = 5.0
@@ -88,11 +93,11 @@ def _cuda_rounds(step, policy: TimingPolicy, deadline: float, check_every: int =
             end.record()
             events.append((start, end))
         torch.cuda.synchronize()
-        for start, end in events:
-            samples.append(start.elapsed_time(end) / 1e3)
-            reason = _stop(samples, policy, deadline)
-            if reason:
-                return samples, reason
+        # Keep every sample already paid for, then decide once per batch.
+        samples += [start.elapsed_time(end) / 1e3 for start, end in events]
+        reason = _stop(samples, policy, deadline)
+        if reason:
+            return samples, reason
 
 
 def _stop(samples: list[float], policy: TimingPolicy, deadline: float) -> str | None:
@@ -101,9 +106,12 @@ def _stop(samples: list[float], policy: TimingPolicy, deadline: float) -> str | 
         return "max_rounds"
     # The CI test sorts all samples: do it every round early on, then every ~5% more rounds.
     due = n < 100 or n % max(1, n // 20) == 0
-    if n >= policy.min_rounds and due and Measurement(tuple(samples)).median_ci_rel() <= policy.rel_ci:
+    # Below 6 samples the order-statistic CI is just [min, max] with < 97% coverage: never
+    # call the median "known" from that few.
+    if n >= max(policy.min_rounds, MIN_CI_ROUNDS) and due and \
+            Measurement(tuple(samples)).median_ci_rel() <= policy.rel_ci:
         return "ci"
-    if time.perf_counter() >= deadline and n >= min(policy.min_rounds, 3):
+    if time.perf_counter() >= deadline and n >= min(policy.min_rounds, MIN_BUDGET_ROUNDS):
         return "budget"
     return None
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import models
+from ..errors import UserError
 from .case import Case
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -110,8 +111,25 @@ class Workload:
         return out
 
 
+def check_input_shape(case: Case) -> None:
+    """Fail early, in one line, on an input the model cannot take (LeNet's classifier wants
+    28x28, say): one forward on the meta device costs no arithmetic."""
+    spec = models.spec(case.model)
+    with torch.device("meta"):
+        model = models.create(case.model, num_classes=spec.num_classes,
+                              in_channels=case.input_shape[0])
+        try:
+            model.eval()(torch.empty(2, *case.input_shape))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            shape = "x".join(map(str, case.input_shape))
+            raise UserError(f"{case.model} cannot take a {shape} input ({first}); its own is "
+                            f"{'x'.join(map(str, spec.input_shape))}") from None
+
+
 def build(case: Case, seed: int = 0) -> Workload:
     """Model, data and step for ``case``, everything already on the case's device."""
+    check_input_shape(case)
     torch.manual_seed(seed)
     spec = models.spec(case.model)
     device = torch.device(case.device)

@@ -71,10 +71,10 @@ def _selection(config) -> Selection:
 
 
 def pytest_configure(config):
-    for flag, lo in (("--bench-time-budget", 0.0), ("--bench-rel-ci", 0.0), ("--bench-min-rounds", 1)):
+    for flag in ("--bench-time-budget", "--bench-rel-ci", "--bench-min-rounds", "--bench-threads"):
         value = config.getoption(flag)
-        if value is not None and value < lo or (flag == "--bench-rel-ci" and value == 0):
-            raise pytest.UsageError(f"{flag} must be > {lo}, not {value}")
+        if value is not None and value <= 0:
+            raise pytest.UsageError(f"{flag} must be > 0, not {value}")
     config._resnets_selection = _selection(config)
     config._resnets_trials = _trials(config) if config.getoption("bench_convergence") else []
 
@@ -201,22 +201,29 @@ class BenchSession:
             self.counts["skipped"] += 1
             pytest.skip(reply["reason"])
         if reply["status"] == "failed":
-            self.counts["failed"] += 1
-            self.write(benchmark, case.id, {"schema_version": store.SCHEMA_VERSION, "kind": "speed", "status": "failed",
-                                         "error": reply["reason"], "case_id": case.id,
-                                         **case.key(), "variant": case.variant}, None)
-            pytest.fail(f"{case.id}: {reply['reason']}", pytrace=False)
+            self.fail(benchmark, case, "speed", reply["reason"])
         extra = reply["extra_info"]
+        # Extras never cost the measurement: their own failure is recorded beside it.
         if self.max_batch:
             from ..measure.maxbatch import max_batch_size
 
-            extra.update(max_batch_size(case))
+            extra.update(_attempt("max_batch", max_batch_size, case))
         if self.profile_ops:
             from ..profiling import profile_tables
 
-            extra["profile"] = profile_tables(case)
+            profiled = _attempt("profile", profile_tables, case)
+            extra.update(profiled if "profile_error" in profiled else {"profile": profiled})
         self.counts["ok"] += 1
         self.record(benchmark, case, extra, reply["samples"])
+
+    def fail(self, benchmark, case, kind: str, reason: str, param: str | None = None, **extra):
+        """Record a failed case (no stats, the reason) and fail its test; the run goes on."""
+        self.counts["failed"] += 1
+        self.write(benchmark, param or case.id,
+                   {"schema_version": store.SCHEMA_VERSION, "kind": kind, "status": "failed",
+                    "error": reason, "case_id": case.id, **case.key(), "variant": case.variant,
+                    **extra}, None)
+        pytest.fail(f"{param or case.id}: {reason}", pytrace=False)
 
     def run_convergence(self, benchmark, trial) -> None:
         """One seed's time-to-accuracy: one timed round (training seconds to the target,
@@ -237,6 +244,9 @@ class BenchSession:
         except UserError as exc:  # e.g. the dataset folder is missing: say so, go on
             self.counts["skipped"] += 1
             pytest.skip(str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded as a failed run, the suite goes on
+            self.fail(benchmark, trial.case, "convergence", f"{type(exc).__name__}: {exc}",
+                      param=trial.id, dataset=trial.dataset, seed=trial.seed)
         self.counts["ok"] += 1
         self.record(benchmark, trial.case, result, [convergence.benchmark_seconds(result)],
                     param=trial.id, group=f"convergence {trial.dataset}")
@@ -266,6 +276,13 @@ class BenchSession:
                                       group=benchmark.group, fullname=benchmark.fullname,
                                       params={"case": param})
         store.write_case(self.run_dir, entry, machine, commit, pytest_benchmark.__version__)
+
+
+def _attempt(name: str, fn, case) -> dict:
+    try:
+        return fn(case)
+    except Exception as exc:  # noqa: BLE001 - kept beside the timing, which stands
+        return {f"{name}_error": f"{type(exc).__name__}: {exc}"}
 
 
 def run_id() -> str:
