@@ -88,3 +88,11 @@ def test_unknown_name_lists_close_matches():
     assert "resnet50" in str(err.value) and "did you mean" in str(err.value)
     with pytest.raises(KeyError):
         models.spec("nope")
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+def test_torchvision_yardsticks_are_registered_beside_ours(name):
+    tv = models.create(f"tv_{name}")
+    assert isinstance(tv, torchvision.models.ResNet)
+    assert n_params(tv) == PARAMS[name]
+    assert models.spec(f"tv_{name}").family == "torchvision"

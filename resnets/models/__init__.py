@@ -6,7 +6,7 @@
 (3, 32, 32)
 """
 # Importing a module registers its builders; this order is the order of names().
-from . import lenet, resnet, cifar  # noqa: F401,I001
+from . import lenet, resnet, cifar, torchvision_ref  # noqa: F401,I001
 from .registry import ModelSpec, UnknownModelError, create, names, register, spec
 
 __all__ = ["ModelSpec", "UnknownModelError", "create", "names", "register", "spec"]
