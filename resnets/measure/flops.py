@@ -53,15 +53,18 @@ def count_flops(model: str, mode: str, batch_size: int, input_shape: tuple[int, 
     return {"flops_fwd": int(fwd), "flops_step": int(step), "flops_fwd_by_op": by_op_fwd,
             "flops_method": "torch.utils.flop_counter.FlopCounterMode, 2 FLOPs per "
                             "multiply-add, eager model" + (", forward+backward" if mode == "train" else ""),
-            **_fvcore(*_inputs(case, "cpu")[:2])}
+            **_fvcore(model, batch_size, input_shape)}
 
 
-def _fvcore(net, x) -> dict:
-    """fvcore traces with real tensors (torch.jit.trace), so this one computes a forward."""
+@lru_cache(maxsize=256)
+def _fvcore(model: str, batch_size: int, input_shape: tuple[int, int, int]) -> dict:
+    """fvcore traces with real tensors (torch.jit.trace), so this one computes a forward:
+    cached apart from the mode, which does not change a forward's multiply-adds."""
     try:
         from fvcore.nn import FlopCountAnalysis
     except ImportError as exc:  # optional at run time: say so instead of failing the case
         return {"macs_fvcore": None, "macs_fvcore_note": f"fvcore unavailable: {exc}"}
+    net, x, _ = _inputs(Case(model, batch_size=batch_size, input_shape=input_shape), "cpu")
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

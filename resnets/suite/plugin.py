@@ -141,6 +141,8 @@ class BenchSession:
             policy = TimingPolicy(budget_s=0.0, min_rounds=1, warmup_rounds=1, warmup_s=0.0)
         self.settings = Settings(policy=policy, threads=opt("--bench-threads"),
                                  flush_denormal=not opt("--bench-no-flush-denormal"))
+        # Also in this process when cases run isolated: profiles and max-batch sweeps run here.
+        self.settings.apply()
         self.isolate = opt("--bench-isolate")
         self.max_batch = opt("--bench-max-batch")
         self.profile_ops = opt("--bench-profile-ops")
