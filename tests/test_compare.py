@@ -238,6 +238,9 @@ def test_improvement_noisy_new_missing_failed(tmp_path):
     assert got[new.id].verdict == "new" and got[gone.id].verdict == "missing"
     assert got[broken.id].verdict == "failed" and got[broken.id].gates
     assert "boom" in got[broken.id].notes[0]
+    assert not got[gone.id].gates
+    strict = {c.key: c for c in compare([base], [cand], Options(fail_on_missing=True)).cases}
+    assert strict[gone.id].gates and not strict[new.id].gates
 
 
 def test_deterministic_metrics(tmp_path):

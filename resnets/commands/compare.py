@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--allow-env-mismatch", action="store_true",
                    help="gate even if the two environments differ")
+    p.add_argument("--fail-on-missing", action="store_true",
+                   help="a case the baseline has and the candidate lacks gates like a regression "
+                        "(use when both sides ran the same selection: a crash leaves no result)")
     p.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary here")
     p.add_argument("--json", metavar="FILE", help="also write every number as JSON here")
 
@@ -44,7 +47,8 @@ def main(args: argparse.Namespace) -> int:
     from ..store import atomic_write_text
 
     options = Options(alpha=args.alpha, threshold=args.threshold, noise=args.noise,
-                      resamples=args.resamples, allow_env_mismatch=args.allow_env_mismatch)
+                      resamples=args.resamples, allow_env_mismatch=args.allow_env_mismatch,
+                      fail_on_missing=args.fail_on_missing)
     result = compare([args.baseline], [args.candidate], options)
     print(table(result))
     if args.markdown:

@@ -35,6 +35,7 @@ class Options:
     noise: float | None = None         # per-run level-shift floor; None: the device's
     resamples: int = 2000
     allow_env_mismatch: bool = False
+    fail_on_missing: bool = False      # both sides ran the same selection: absent = broken
     seed: int = 0
 
     def check(self) -> None:
@@ -145,7 +146,9 @@ def compare(base_paths, cand_paths, options: Options = Options()) -> Comparison:
         b, c = base[base["key"] == key], cand[cand["key"] == key]
         if b.empty or c.empty:
             present = c if b.empty else b
-            cases.append(CaseResult(key, present["kind"].iloc[0], "new" if b.empty else "missing"))
+            verdict = "new" if b.empty else "missing"
+            cases.append(CaseResult(key, present["kind"].iloc[0], verdict,
+                                    gates=verdict == "missing" and options.fail_on_missing))
         elif (c["kind"] == "convergence").all():
             cases.append(_convergence(key, b, c, options))
         else:
