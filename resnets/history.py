@@ -29,7 +29,7 @@ import pandas as pd
 
 from .compare.noise import device_noise
 from .compare.render import percent, seconds
-from .compare.significance import normal_quantile
+from .stats import normal_quantile
 from .compare.verdict import ENV_FIELDS
 from .errors import UserError
 from .results import load

@@ -74,7 +74,7 @@ class Measurement:
         conservative rounding). With fewer than 6 samples this is the full range.
         """
         n = self.rounds
-        z = _z(confidence)
+        z = normal_quantile(1 - (1 - confidence) / 2)  # two-sided
         lo = max(0, math.floor(n / 2 - z * math.sqrt(n) / 2) - 1)
         hi = min(n - 1, math.ceil(n / 2 + z * math.sqrt(n) / 2))
         if n < 6:
@@ -115,13 +115,12 @@ class Measurement:
         }
 
 
-def _z(confidence: float) -> float:
-    """Two-sided standard-normal quantile (Acklam-free: bisection on erf is plenty)."""
-    target = 1 - (1 - confidence) / 2
-    lo, hi = 0.0, 10.0
-    for _ in range(80):
+def normal_quantile(p: float) -> float:
+    """Standard-normal quantile by bisection on erfc (exact to 1e-12; no scipy)."""
+    lo, hi = -40.0, 40.0
+    for _ in range(100):
         mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < target:
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < p:
             lo = mid
         else:
             hi = mid

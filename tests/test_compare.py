@@ -14,7 +14,8 @@ import scipy.stats
 
 from resnets import cli, store
 from resnets.compare import Options, compare
-from resnets.compare.significance import bootstrap_medians, mann_whitney, normal_quantile
+from resnets.compare.significance import bootstrap_medians, mann_whitney
+from resnets.stats import normal_quantile
 from resnets.compare.verdict import timing_change, timing_verdict
 from resnets.measure.case import Case
 from resnets.stats import Measurement

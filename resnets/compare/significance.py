@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 # Bootstrap resamples are drawn in blocks of at most this many numbers (memory bound:
 # a 10,000-round case times 2,000 resamples would otherwise be 160 MB at once).
 _BLOCK = 2_000_000
@@ -60,13 +61,3 @@ def bootstrap_medians(x, resamples: int, rng: np.random.Generator) -> np.ndarray
     return out
 
 
-def normal_quantile(p: float) -> float:
-    """Standard-normal quantile by bisection on erfc (exact to 1e-12; no scipy)."""
-    lo, hi = -40.0, 40.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(-mid / math.sqrt(2)) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
