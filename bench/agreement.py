@@ -14,10 +14,9 @@ import statistics
 import sys
 import time
 
-import torch
-
 from resnets import models
-from resnets.measure.case import Case
+from resnets.case import Case
+from resnets.measure.device import synchronizer
 from resnets.measure.runner import Settings, measure
 from resnets.measure.timer import TimingPolicy
 from resnets.measure.workload import build, math_mode
@@ -26,7 +25,7 @@ from resnets.measure.workload import build, math_mode
 def hand_loop(case: Case, steps: int) -> float:
     with math_mode(case):
         work = build(case)
-        sync = torch.cuda.synchronize if case.device == "cuda" else (lambda: None)
+        sync = synchronizer(case.device)
         for _ in range(5):
             work.step()
         sync()
@@ -47,8 +46,8 @@ def main(specs: list[str]) -> None:
         engine, loop = [], []
         for _ in range(3):
             result = measure(case, settings)
-            engine.append(result.extra_info["samples_per_s"])
-            loop.append(hand_loop(case, max(10, result.measurement.rounds)))
+            engine.append(result.samples_per_s)
+            loop.append(hand_loop(case, max(10, len(result.samples))))
         e, h = statistics.median(engine), statistics.median(loop)
         print(f"{case.id}: engine {e:.1f}/s, hand loop {h:.1f}/s, ratio {e / h:.4f}")
 

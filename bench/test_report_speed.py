@@ -9,36 +9,30 @@ import random
 from itertools import product
 
 from resnets import store
+from resnets.case import Case
 from resnets.report import load
 from resnets.report.build import table_sections
+from resnets.schema import Env, SpeedResult, Status, Timing
+from resnets.stats import Measurement
 
 RUNS, MODELS, BATCHES = 10, 25, (1, 4, 16, 64, 256)
 VARIANTS = [(f, p) for f in ("contiguous", "channels_last") for p in ("fp32", "bf16")]
 
 
 def _benchmark(rng: random.Random, model: int, mode: str, fmt: str, prec: str, bs: int) -> dict:
-    case_id = f"net{model}-{mode}-cpu-{fmt}-{prec}-eager-bs{bs}-3x32x32"
-    samples = [bs / 1e4 * rng.uniform(0.9, 1.2) for _ in range(50)]
-    median = sorted(samples)[25]
-    flops = 2e6 * (model + 1) * bs * (3 if mode == "train" else 1)
-    info = {
-        "schema_version": store.SCHEMA_VERSION, "kind": "speed", "status": "ok",
-        "case_id": case_id, "model": f"net{model}", "mode": mode, "device": "cpu",
-        "memory_format": fmt, "precision": prec, "compile": "eager", "batch_size": bs,
-        "input_shape": [3, 32, 32], "variant": f"{fmt}-{prec}-eager", "params": 1000 * (model + 1),
-        "samples_per_s": bs / median, "latency_s": median, "time_median": median,
-        "time_min": min(samples), "time_max": max(samples), "time_rounds": len(samples),
-        "peak_memory_bytes": 2 ** 20 * bs, "flops_fwd": flops, "flops_step": flops,
-        "macs_fvcore": flops / 2, "achieved_flops_per_s": flops / median,
-        "attainable_flops_per_s": 3e11, "published_peak_flops_per_s": None,
-        "utilization": flops / median / 3e11,
-        "timing": {"method": "synthetic", "clock": "time.perf_counter per step", "rounds": 50,
-                   "stop_reason": "ci",
-                   "settings": {"rel_ci": 0.02, "budget_s": 2.0, "threads": 2}},
-        "env": {"hostname": "bench", "cpu_model": "synthetic", "cpu_count": 2, "torch": "0",
-                "threads": 2},
-    }
-    return store.benchmark_entry(f"test_speed[{case_id}]", case_id, info, {"data": samples})
+    case = Case(f"net{model}", mode, "cpu", fmt, prec, "eager", bs, (3, 32, 32))
+    m = Measurement(tuple(bs / 1e4 * rng.uniform(0.9, 1.2) for _ in range(50)))
+    flops = int(2e6 * (model + 1) * bs * (3 if mode == "train" else 1))
+    record = SpeedResult(
+        case=case, status=Status.OK, samples=list(m.samples), time=m.summary(),
+        params=1000 * (model + 1), samples_per_s=bs / m.median, latency_s=m.median,
+        peak_memory_bytes=2 ** 20 * bs, flops_fwd=flops, flops_step=flops,
+        macs_fvcore=flops // 2, achieved_flops_per_s=flops / m.median,
+        attainable_flops_per_s=3e11, utilization=flops / m.median / 3e11,
+        timing=Timing(method="synthetic", clock="time.perf_counter per step", rounds=50,
+                      stop_reason="ci", rel_ci=0.02, budget_s=2.0, threads=2),
+        env=Env(hostname="bench", cpu_model="synthetic", cpu_count=2, torch="0", threads=2))
+    return store.benchmark_entry(record)
 
 
 def _write_runs(folder) -> None:

@@ -12,9 +12,8 @@ import importlib
 import pkgutil
 import sys
 
-from .errors import UserError
-
 from . import commands as _commands
+from .errors import UserError
 
 # Shown first, in this order; any other command module follows alphabetically.
 ORDER = ("run", "report", "compare", "history", "profile", "train", "models")
@@ -28,7 +27,7 @@ def command_names() -> list[str]:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus exit 2), not usage + error."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

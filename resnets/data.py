@@ -122,6 +122,10 @@ def _digits(name, root, download):
     return ((x[idx_train], y[idx_train]), (x[idx_test], y[idx_test]), 10, source)
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _torchvision(name, root, download):
     import torch
     from torchvision import datasets
@@ -133,7 +137,7 @@ def _torchvision(name, root, download):
     except Exception as exc:  # torchvision raises RuntimeError/OSError/pickle errors
         if download:
             raise UserError(f"could not download {title} into {root}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                            f"{_first_line(exc)}") from None
         raise UserError(f"{title} not found under {root}: put {expected} there "
                         f"or pass --download") from None
     out = []

@@ -2,28 +2,30 @@
 
 Accepts pytest-benchmark JSON files (``--benchmark-json``, ``.benchmarks/`` autosaves),
 run folders written by ``resnets run`` (their ``cases/*.json``), folders of JSON files,
-and globs. One row per case and run; columns for every config field, every scalar
-metric, the timing statistics, the run's environment (``env_*``), commit and time, and
-the raw per-step samples (``samples``, seconds). Anything unreadable is a ``ResultsError``
-naming the file and the problem, in one line.
+and globs. Each benchmark's ``extra_info`` is read back as a ``schema`` record, so the
+frame's columns are the record's (``schema.columns()``) plus where the row came from
+(``schema.RUN_COLUMNS``) and the raw per-step ``samples`` (seconds).
+
+A file the user names that cannot be read is a ``ResultsError`` naming it, in one line.
+A damaged file inside a folder or glob (a run killed while a disk filled up, say) is
+skipped with a one-line warning and listed in ``df.attrs["corrupt"]``, so one bad case
+never costs the others; ``strict=True`` refuses it instead.
 """
 from __future__ import annotations
 
 import glob
 import json
-from dataclasses import fields
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import UserError
-from .measure.case import Case
-from .store import CASES_DIR, SCHEMA_VERSION
+from .schema import CASE_ID, RUN_COLUMNS, SchemaError, columns, from_dict
+from .store import CASES_DIR
 
-
-
-# The config columns of every row: exactly the fields of a Case.
-CONFIG_FIELDS = tuple(f.name for f in fields(Case))
+# A result file larger than this is refused unread: a case file is a few hundred KiB.
+MAX_FILE_BYTES = 256 * 2 ** 20
 
 
 class ResultsError(UserError):
@@ -35,22 +37,24 @@ def _folder_files(p: Path) -> list[Path]:
     return sorted(cases.glob("*.json")) if cases.is_dir() else sorted(p.rglob("*.json"))
 
 
-def expand(paths) -> list[Path]:
-    """Files behind ``paths``: files as given, folders searched, globs expanded.
+def expand(paths) -> list[tuple[Path, bool]]:
+    """``(file, named)`` behind ``paths``: files as given (named), folders searched and
+    globs expanded (found).
 
     What a user names explicitly must hold results; what a glob merely matches may not
     (``reports/*`` also matches reports/README.md and report-only folders): those are
     skipped, and only a glob that yields no result file at all is an error."""
-    files: list[Path] = []
+    files: dict[Path, bool] = {}
     for raw in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(raw)
         if p.is_file():
-            files.append(p)
+            files.setdefault(p, True)
         elif p.is_dir():
             found = _folder_files(p)
             if not found:
                 raise ResultsError(f"{p}: no result files (*.json) in this folder")
-            files += found
+            for f in found:
+                files.setdefault(f, False)
         else:
             matches = [Path(m) for m in sorted(glob.glob(str(raw), recursive=True))]
             found = [f for m in matches
@@ -59,37 +63,34 @@ def expand(paths) -> list[Path]:
             if not found:
                 what = "no result files" if matches else "no such file, folder or glob match"
                 raise ResultsError(f"{raw}: {what}")
-            files += found
-    return list(dict.fromkeys(files))
+            for f in found:
+                files.setdefault(f, False)
+    return list(files.items())
 
 
 def read_document(path: Path) -> dict:
-    """Parse and validate one pytest-benchmark JSON file of resnets results."""
+    """Parse one pytest-benchmark JSON file and check its shape (not yet its records)."""
     try:
-        text = Path(path).read_text()
+        if Path(path).stat().st_size > MAX_FILE_BYTES:
+            raise ResultsError(f"{path}: larger than {MAX_FILE_BYTES // 2 ** 20} MiB; "
+                               "not a result file")
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not text (binary or not UTF-8); not a result file") from None
     if not text.strip():
         raise ResultsError(f"{path}: empty file")
     try:
         doc = json.loads(text)
-    except ValueError as exc:
-        raise ResultsError(f"{path}: not valid JSON, truncated or corrupt ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ResultsError(f"{path}: not valid JSON, truncated or corrupt "
+                           f"({str(exc)[:200]})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise ResultsError(f"{path}: not pytest-benchmark output (no 'benchmarks' list)")
-    ours = [b for b in doc["benchmarks"]
-            if isinstance(b, dict) and isinstance(b.get("extra_info"), dict)
-            and "schema_version" in b["extra_info"]]
-    if doc["benchmarks"] and not ours:
-        raise ResultsError(f"{path}: not a resnets result file "
-                           "(no benchmark has extra_info.schema_version)")
-    for b in ours:
-        version = b["extra_info"]["schema_version"]
-        if version != SCHEMA_VERSION:
-            raise ResultsError(f"{path}: unknown schema_version {version!r} "
-                               f"(this resnets reads {SCHEMA_VERSION})")
-    # Other benchmarks in the file (e.g. the suite's tooling benchmarks) are not cases.
-    doc["benchmarks"] = ours
+    for key in ("machine_info", "commit_info"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise ResultsError(f"{path}: '{key}' is not an object")
     return doc
 
 
@@ -100,24 +101,26 @@ def run_name(path: Path) -> str:
 
 
 def _rows(path: Path, doc: dict) -> list[dict]:
-    machine = doc.get("machine_info") or {}
+    """One row per resnets benchmark in ``doc`` (others, e.g. tooling benchmarks, are not
+    cases and are left out; a file with benchmarks but none of ours is an error)."""
+    ours = [b for b in doc["benchmarks"] if isinstance(b, dict)
+            and isinstance(b.get("extra_info"), dict) and "schema_version" in b["extra_info"]]
+    if doc["benchmarks"] and not ours:
+        raise ResultsError(f"{path}: not a resnets result file "
+                           "(no benchmark has extra_info.schema_version)")
     commit = doc.get("commit_info") or {}
+    machine_env = (doc.get("machine_info") or {}).get("resnets_env")
     rows = []
-    for b in doc["benchmarks"]:
-        extra = dict(b["extra_info"])
-        env = extra.pop("env", None) or machine.get("resnets_env") or {}
-        timing = extra.pop("timing", None) or {}
-        row = {k: v for k, v in extra.items() if not isinstance(v, (dict, list))}
-        if "input_shape" in extra:
-            row["input_shape"] = "x".join(map(str, extra["input_shape"]))
-        row["nested"] = {k: v for k, v in extra.items() if isinstance(v, (dict, list))
-                         and k != "input_shape"}
-        settings = timing.pop("settings", None) or {}
-        row.update({f"timing_{k}": v for k, v in timing.items() if not isinstance(v, (dict, list))})
-        row.update({f"setting_{k}": v for k, v in settings.items() if not isinstance(v, (dict, list))})
-        row.update({f"env_{k}": v for k, v in env.items() if not isinstance(v, (dict, list))})
-        stats = b.get("stats") or {}
-        row["samples"] = list(stats.get("data") or [])
+    for b in ours:
+        extra = b["extra_info"]
+        if not isinstance(extra.get("env"), dict) and isinstance(machine_env, dict):
+            extra = {**extra, "env": machine_env}  # older autosaves kept env per run only
+        stats = b.get("stats") if isinstance(b.get("stats"), dict) else {}
+        try:
+            record = from_dict(extra, stats.get("data") or [])
+        except SchemaError as exc:
+            raise ResultsError(f"{path}: {exc}") from None
+        row = record.row()
         row.update(run=run_name(path), source=str(path), datetime=doc.get("datetime"),
                    commit_id=commit.get("id"), commit_time=commit.get("time"),
                    commit_branch=commit.get("branch"), commit_dirty=commit.get("dirty"),
@@ -126,17 +129,37 @@ def _rows(path: Path, doc: dict) -> list[dict]:
     return rows
 
 
-def load(paths) -> pd.DataFrame:
-    """One row per (run, case). See the module docstring for what ``paths`` may be."""
-    rows = []
-    for path in expand(paths):
-        rows += _rows(path, read_document(path))
-    df = pd.DataFrame(rows)
+def frame(rows: list[dict]) -> pd.DataFrame:
+    """The frame of ``rows`` (``Result.row()`` plus run columns), with every schema and
+    run column present (missing values NaN), so readers never test for a column."""
+    df = pd.DataFrame(rows, columns=list(dict.fromkeys(
+        [*columns(), *RUN_COLUMNS, *(k for r in rows for k in r)])))
     if df.empty:
         return df
     df["datetime"] = pd.to_datetime(df["datetime"], utc=True, errors="coerce", format="ISO8601")
+    df["run"] = df["run"].fillna("")
     df["run_time"] = df.groupby("run")["datetime"].transform("min")
-    # A case appears once per run; convergence runs repeat a case over seeds (run_id).
-    key = ["run", "case_id", *(["run_id"] if "run_id" in df else [])]
-    df = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
     return df
+
+
+def load(paths, strict: bool = False) -> pd.DataFrame:
+    """One row per (run, result). See the module docstring for what ``paths`` may be."""
+    rows, corrupt = [], []
+    for path, named in expand(paths):
+        try:
+            rows += _rows(path, read_document(path))
+        except ResultsError as exc:
+            if named or strict:
+                raise
+            corrupt.append((str(path), str(exc)))
+            print(f"resnets: warning: skipped {exc}", file=sys.stderr)
+    df = frame(rows)
+    if not df.empty:
+        # A result appears once per run; convergence runs repeat a case over seeds.
+        key = ["run", CASE_ID, "trial_id"]
+        df = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+    df.attrs["corrupt"] = corrupt
+    if df.empty and corrupt and not rows:
+        raise ResultsError(f"{len(corrupt)} result file(s) found, none readable: {corrupt[0][1]}")
+    return df
+

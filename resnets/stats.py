@@ -12,6 +12,8 @@ from functools import cached_property
 
 import numpy as np
 
+from .schema import TimeStats
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -86,14 +88,12 @@ class Measurement:
         lo, hi = self.median_ci(confidence)
         return (hi - lo) / 2 / self.median if self.median > 0 else math.inf
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> TimeStats:
         ci_lo, ci_hi = self.median_ci()
-        return {
-            "rounds": self.rounds, "median": self.median, "q1": self.q1, "q3": self.q3,
-            "iqr": self.iqr, "min": self.min, "max": self.max, "mean": self.mean,
-            "stddev": self.stdev, "p90": self.quantile(0.9), "p99": self.quantile(0.99),
-            "median_ci95_low": ci_lo, "median_ci95_high": ci_hi,
-        }
+        return TimeStats(rounds=self.rounds, median=self.median, q1=self.q1, q3=self.q3,
+                         iqr=self.iqr, min=self.min, max=self.max, mean=self.mean,
+                         stddev=self.stdev, p90=self.quantile(0.9), p99=self.quantile(0.99),
+                         median_ci95_low=ci_lo, median_ci95_high=ci_hi)
 
     def pytest_benchmark_stats(self) -> dict:
         """The ``stats`` block pytest-benchmark writes for one benchmark, from our samples,

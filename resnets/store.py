@@ -1,10 +1,11 @@
-"""Result files: one pytest-benchmark-format JSON document per finished case.
+"""Result files and run folders: one pytest-benchmark-format JSON document per case.
 
 Written atomically (temp file in the same folder, fsync, rename), as soon as the case
 ends, so a run that is killed keeps every case it finished and a reader never sees half
-a file. Each document is a valid pytest-benchmark JSON file holding one benchmark, so
-``resnets report``/``compare`` read a run folder and a ``--benchmark-json`` file alike.
-Torch-free.
+a file. Each document is a valid pytest-benchmark JSON file holding one benchmark whose
+``extra_info`` is a ``schema`` record, so ``resnets report``/``compare`` read a run folder
+and a ``--benchmark-json`` file alike. Also the run id and UTC timestamps every output
+folder is named by. Torch-free.
 """
 from __future__ import annotations
 
@@ -12,13 +13,40 @@ import datetime as _dt
 import json
 import os
 import re
+import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from .schema import FINISHED, STATUS, Result
+from .stats import Measurement
 
 CASES_DIR = "cases"
-# Version of the meaning of a result's extra_info; readers refuse versions they don't know.
-SCHEMA_VERSION = 1
+REPORTS_DIR = Path("reports")  # where every command writes by default
+
+
+def utc_stamp(when: _dt.datetime | None = None) -> str:
+    """``20261125T211347Z``: sorts by time, safe in a file name."""
+    return (when or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def utc_now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def run_id() -> str:
+    """A run folder's name: UTC time plus short commit (sorts by time, says which code)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{utc_stamp()}-{sha}" if sha else utc_stamp()
+
+
+def default_out(kind: str, name: str | None = None) -> Path:
+    """``reports/<kind>-<name or UTC stamp>``: where a command writes unless told."""
+    return REPORTS_DIR / f"{kind}-{name or utc_stamp()}"
 
 
 def _umask() -> int:
@@ -30,19 +58,23 @@ def _umask() -> int:
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Let ``write(tmp_path)`` fill a temporary file beside ``path``, then rename it into
     place, so nobody ever reads half a file. The suffix is kept (exporters pick the format
-    by it) and the file gets the usual permissions (mkstemp alone would leave 0600)."""
+    by it) and the file gets the usual permissions (mkstemp alone would leave 0600). An
+    error names ``path``, not the hidden temporary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                               suffix="".join(path.suffixes) + ".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                   suffix="".join(path.suffixes) + ".tmp")
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -63,32 +95,41 @@ def case_path(run_dir: Path, case_id: str) -> Path:
     return Path(run_dir) / CASES_DIR / f"{safe_name(case_id)}.json"
 
 
-def benchmark_entry(name: str, case_id: str, extra_info: dict, stats: dict | None,
-                    group: str | None = None, fullname: str | None = None,
-                    params: dict | None = None, options: dict | None = None) -> dict:
-    """One element of pytest-benchmark's ``benchmarks`` list (``stats`` None if it failed)."""
-    return {"group": group, "name": name, "fullname": fullname or name,
-            "params": params, "param": case_id, "extra_info": extra_info,
-            "options": options or {}, "stats": stats}
+def benchmark_entry(record: Result, name: str | None = None, group: str | None = None,
+                    fullname: str | None = None, params: dict | None = None) -> dict:
+    """One element of pytest-benchmark's ``benchmarks`` list: the record as ``extra_info``
+    and its samples as the statistics (``stats`` None when it has none, e.g. it failed)."""
+    stats = Measurement(tuple(record.samples)).pytest_benchmark_stats() if record.samples else None
+    name = name or record.name
+    return {"group": group, "name": name, "fullname": fullname or name, "params": params,
+            "param": record.name, "extra_info": record.to_dict(), "options": {},
+            "stats": stats}
+
+
+def dumps(doc) -> str:
+    """JSON as every writer here writes it: strict (no NaN/Infinity, which strict parsers
+    reject; records hold None for "no value")."""
+    return json.dumps(doc, indent=1, allow_nan=False, default=str)
 
 
 def write_case(run_dir: Path, entry: dict, machine_info: dict, commit_info: dict,
                version: str = "") -> Path:
     doc = {"machine_info": machine_info, "commit_info": commit_info, "benchmarks": [entry],
-           "datetime": _dt.datetime.now(_dt.timezone.utc).isoformat(), "version": version}
+           "datetime": utc_now_iso(), "version": version}
     path = case_path(run_dir, entry["param"])
-    atomic_write_text(path, json.dumps(doc, indent=1, default=str))
+    atomic_write_text(path, dumps(doc))
     return path
 
 
 def finished_case_ids(run_dir: Path) -> set[str]:
-    """Case ids with a successful result in ``run_dir`` (what ``--resume`` skips)."""
+    """Names of the finished results in ``run_dir`` (what ``--resume`` skips); an
+    unreadable file counts as not finished, so its case runs again."""
     done = set()
     for path in (Path(run_dir) / CASES_DIR).glob("*.json"):
         try:
             for b in json.loads(path.read_text()).get("benchmarks", []):
-                if (b.get("extra_info") or {}).get("status") in ("ok", "reached", "not_reached", "diverged"):
+                if (b.get("extra_info") or {}).get(STATUS) in FINISHED:
                     done.add(b["param"])
-        except (OSError, ValueError, KeyError, AttributeError):
-            continue  # unreadable: run it again
+        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+            continue
     return done

@@ -35,7 +35,8 @@ def test_unknown_family_is_one_line():
 def test_cli_report_and_comparison_import_no_torch():
     """`resnets --help`, report and compare must run anywhere in seconds, without torch."""
     code = ("import sys, resnets, resnets.results, resnets.stats, resnets.report, "
-            "resnets.compare, resnets.history, resnets.measure.case, resnets.measure.presets; "
+            "resnets.compare, resnets.history, resnets.case, resnets.presets, resnets.schema, "
+            "resnets.options, resnets.text, resnets.profiling.render; "
             "from resnets.cli import build_parser; build_parser(); "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

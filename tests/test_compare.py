@@ -10,47 +10,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import records
 import scipy.stats
+from records import steady
 
-from resnets import cli, store
+from resnets import cli
+from resnets.case import Case
 from resnets.compare import Options, compare
 from resnets.compare.significance import bootstrap_medians, mann_whitney
-from resnets.stats import normal_quantile
 from resnets.compare.verdict import timing_change, timing_verdict
-from resnets.measure.case import Case
-from resnets.stats import Measurement
+from resnets.schema import Status
+from resnets.stats import normal_quantile
 
 DATA = Path(__file__).parent / "data"
 CASE = Case("resnet20", "train", batch_size=16, input_shape=(3, 32, 32))
 OTHER = Case("lenet", batch_size=64, input_shape=(1, 28, 28))
 RESNET18 = Case("resnet18", batch_size=8, input_shape=(3, 64, 64))
-ENV = {"cpu_model": "Test CPU", "threads": 2, "torch": "2.4.0", "cuda": None,
-       "gpu_name": None, "driver": None, "hostname": "ci"}
 
 
 def write_run(run_dir, cases, env=None, commit=None, extra=None):
     """A run folder as ``resnets run`` writes it: ``{Case: samples (None = failed)}``."""
-    for case, samples in cases.items():
-        info = {"schema_version": store.SCHEMA_VERSION, "kind": "speed",
-                "status": "ok" if samples is not None else "failed", "case_id": case.id,
-                **case.key(), "params": 1000, "flops_step": 5000,
-                "peak_memory_bytes": 10_000_000, "env": {**ENV, **(env or {})},
-                **(extra or {})}
-        if samples is None:
-            info["error"] = "RuntimeError: boom"
-        stats = Measurement(tuple(samples)).pytest_benchmark_stats() if samples is not None else None
-        store.write_case(run_dir, store.benchmark_entry(case.id, case.id, info, stats), {},
-                         commit or {})
-    return run_dir
+    return records.write(run_dir, *(records.speed(case, samples, env, **(extra or {}))
+                                    for case, samples in cases.items()), commit=commit)
 
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "resnets", "compare", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
-
-
-def steady(median, n=40, spread=0.01, seed=0):
-    return median * np.exp(np.random.default_rng(seed).normal(0, spread, n))
 
 
 # --- the statistics against scipy --------------------------------------------------------
@@ -181,10 +167,8 @@ def test_a_real_slowdown_one_thread_instead_of_two_is_flagged(tmp_path):
             for side, threads in (("base", 2), ("cand", 1)):
                 result = measure(RESNET18, Settings(policy=policy, threads=threads,
                                                     count_flops=False, measure_memory=False))
-                medians[side] = result.measurement.median
-                stats = result.measurement.pytest_benchmark_stats()
-                store.write_case(tmp_path / f"{side}-{rep}", store.benchmark_entry(
-                    RESNET18.id, RESNET18.id, result.extra_info, stats), {}, {})
+                medians[side] = result.time.median
+                records.write(tmp_path / f"{side}-{rep}", result)
             if medians["cand"] < 1.25 * medians["base"]:
                 # Two threads on two busy cores can be 10-50x slower than one (OpenMP
                 # threads wait for each other): then there is no slowdown to find.
@@ -212,7 +196,8 @@ def test_regression_gates_with_markdown_and_json(tmp_path, capsys):
     base = write_run(tmp_path / "base", {CASE: steady(0.030, seed=1), OTHER: steady(0.001, seed=2)})
     cand = write_run(tmp_path / "cand", {CASE: steady(0.045, seed=3), OTHER: steady(0.001, seed=4)})
     md, js = tmp_path / "out.md", tmp_path / "out.json"
-    assert cli.main(["compare", str(base), str(cand), "--markdown", str(md), "--json", str(js)]) == 1
+    args = ["compare", str(base), str(cand), "--markdown", str(md), "--json", str(js)]
+    assert cli.main(args) == 1
     assert "FAIL" in capsys.readouterr().out
     doc = json.loads(js.read_text())
     assert doc["exit_code"] == 1 and doc["counts"] == {"regression": 1, "unchanged": 1}
@@ -259,13 +244,9 @@ def test_deterministic_metrics(tmp_path):
     assert verdict["f"].verdict == "improvement"
 
 
-def _convergence_run(path, seed, iters, status="reached"):
-    info = {"schema_version": store.SCHEMA_VERSION, "kind": "convergence", "status": status,
-            "case_id": CASE.id, **CASE.key(), "dataset": "synthetic", "target_acc": 0.9,
-            "seed": seed, "iters_to_target": iters if status == "reached" else None, "env": ENV}
-    stats = Measurement((1.0,)).pytest_benchmark_stats()
-    store.write_case(path, store.benchmark_entry(CASE.id, CASE.id, info, stats), {}, {})
-    return path
+def _convergence_run(path, seed, iters, status=Status.REACHED):
+    return records.write(path, records.convergence(
+        CASE, seed, Status(status), iters_to_target=iters if status == "reached" else None))
 
 
 def test_convergence_iterations_over_the_seeds_spread(tmp_path):
@@ -273,7 +254,8 @@ def test_convergence_iterations_over_the_seeds_spread(tmp_path):
     runs = {"same": (410, 460, 470), "spread": (420, 480, 520), "slower": (600, 650, 700)}
     cands = {name: [_convergence_run(tmp_path / f"{name}{s}", s, it) for s, it in enumerate(iters)]
              for name, iters in runs.items()}
-    cands["never"] = [_convergence_run(tmp_path / f"n{s}", s, None, "not_reached") for s in range(3)]
+    cands["never"] = [_convergence_run(tmp_path / f"n{s}", s, None, "not_reached")
+                      for s in range(3)]
     verdict = {name: compare(base, cand).cases[0].verdict for name, cand in cands.items()}
     # +6.7% but inside the baseline seeds' range: not proven
     assert verdict == {"same": "unchanged", "spread": "noisy", "slower": "regression",
@@ -305,9 +287,11 @@ def test_a_pytest_benchmark_file_without_samples_is_refused(tmp_path):
     ("empty", ["{tmp}/empty.json", "{tmp}/empty.json"], "empty file"),
     ("truncated", ["{tmp}/bad.json", "{tmp}/bad.json"], "not valid JSON"),
     ("foreign", ["{tmp}/other.json", "{tmp}/other.json"], "not pytest-benchmark output"),
-    ("alpha", ["{tmp}/a", "{tmp}/a", "--alpha", "1.5"], "--alpha must be between"),
-    ("alpha type", ["{tmp}/a", "{tmp}/a", "--alpha", "abc"], "invalid float value"),
-    ("threshold", ["{tmp}/a", "{tmp}/a", "--threshold", "-0.1"], "--threshold must be"),
+    ("alpha", ["{tmp}/a", "{tmp}/a", "--alpha", "1.5"], "must be between 0 and 1"),
+    ("alpha type", ["{tmp}/a", "{tmp}/a", "--alpha", "abc"], "not a number"),
+    ("threshold", ["{tmp}/a", "{tmp}/a", "--threshold", "-0.1"], "--threshold: must be > 0"),
+    ("threshold 5", ["{tmp}/a", "{tmp}/a", "--threshold", "5"], "would mean 500%"),
+    ("threshold nan", ["{tmp}/a", "{tmp}/a", "--threshold", "nan"], "finite"),
     ("one path", ["{tmp}/a"], "required: CANDIDATE"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, problem, args, message):

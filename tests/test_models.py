@@ -68,9 +68,11 @@ def test_forward_and_backward_at_default_input(name):
 def test_options_num_classes_in_channels_zero_init():
     m = models.create("resnet50", num_classes=7, in_channels=1, zero_init_residual=True)
     assert m(torch.randn(2, 1, 64, 64)).shape == (2, 7)
-    assert all(float(b.bn3.weight.detach().abs().sum()) == 0 for b in m.modules() if hasattr(b, "bn3"))
+    assert all(float(b.bn3.weight.detach().abs().sum()) == 0
+               for b in m.modules() if hasattr(b, "bn3"))
     default = models.create("resnet18")
-    assert all(float(b.bn2.weight.detach().sum()) > 0 for b in default.modules() if hasattr(b, "bn2"))
+    assert all(float(b.bn2.weight.detach().sum()) > 0
+               for b in default.modules() if hasattr(b, "bn2"))
     assert models.create("resnet20", num_classes=100)(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 
 

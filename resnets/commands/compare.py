@@ -5,40 +5,46 @@ side (repeats, interleaved A/B runs) pool their steps and measure their own run-
 noise. Per case: the ratio of median step times with a bootstrap interval that includes
 the run-to-run level shift, and a Mann-Whitney U test on the steps. A regression needs
 the change beyond --threshold, p < --alpha AND the interval clear of 1; beyond the
-threshold without both is "noisy", never a failure. Why: step medians of unchanged code
-move between runs (4-6% on a 2-core CPU, 0.1-0.7% for GPU compute-bound cases), so the
-steps of one run alone over-state significance. What it can see: on the 2-core CPU one
-run per side found 55% of +30% and 97% of +50% slowdowns, ten interleaved runs per side
-85% of +10%; on a GPU every +10% slowdown of a compute-bound case. Parameters and FLOPs
-count on any change, peak memory beyond the threshold. If the environments differ (GPU,
-driver, torch, CUDA, CPU model, threads) the result is informational unless
---allow-env-mismatch. Exit codes: 0 no regression, 1 regression (or a newly failing
-case), 2 bad input.
+threshold without both is "noisy", never a failure (see resnets.compare for the rule and
+the measured noise behind it). Parameters and FLOPs count on any change, peak memory
+beyond the threshold. If the environments differ (GPU, driver, torch, CUDA, CPU model,
+threads) the result is informational unless --allow-env-mismatch. Exit codes: 0 no
+regression, 1 regression (or a newly failing case), 2 bad input.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from .. import options
+
+
+def _resamples(text: str) -> int:
+    value = options.positive_int(text)
+    if value < 100:
+        raise options.Invalid(f"must be >= 100, not {value}")
+    return value
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("baseline", metavar="BASELINE", help="result file, run folder or glob")
     p.add_argument("candidate", metavar="CANDIDATE", help="result file, run folder or glob")
-    p.add_argument("--threshold", type=float, default=0.05, metavar="F",
-                   help="smallest change that counts, as a fraction (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=0.01,
-                   help="significance level of the test and the interval (default 0.01)")
-    p.add_argument("--noise", type=float, metavar="F",
-                   help="per-run level shift to assume at least, as a fraction (default: "
-                        "measured floor per device, 0.075 cpu, 0.005 cuda)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    options.add_options(p.add_argument, "--", options.GATE)
+    p.add_argument("--noise", type=options.non_negative_share, metavar="F",
+                   help="per-run level shift to assume at least: 2%% or 0.02 (default: "
+                        "measured floor per device, see resnets.compare.noise)")
+    p.add_argument("--resamples", type=_resamples, default=2000,
+                   help="bootstrap resamples (default 2000)")
     p.add_argument("--allow-env-mismatch", action="store_true",
                    help="gate even if the two environments differ")
     p.add_argument("--fail-on-missing", action="store_true",
                    help="a case the baseline has and the candidate lacks gates like a regression "
                         "(use when both sides ran the same selection: a crash leaves no result)")
-    p.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary here")
-    p.add_argument("--json", metavar="FILE", help="also write every number as JSON here")
+    p.add_argument("--markdown", type=Path, metavar="FILE",
+                   help="also write a Markdown summary here")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write every number as JSON here")
+    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+                   help="also write compare.md and compare.json into DIR")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,13 +52,17 @@ def main(args: argparse.Namespace) -> int:
     from ..compare.render import markdown, table, to_json
     from ..store import atomic_write_text
 
-    options = Options(alpha=args.alpha, threshold=args.threshold, noise=args.noise,
-                      resamples=args.resamples, allow_env_mismatch=args.allow_env_mismatch,
-                      fail_on_missing=args.fail_on_missing)
-    result = compare([args.baseline], [args.candidate], options)
+    opts = Options(alpha=args.alpha, threshold=args.threshold, noise=args.noise,
+                   resamples=args.resamples, allow_env_mismatch=args.allow_env_mismatch,
+                   fail_on_missing=args.fail_on_missing)
+    result = compare([args.baseline], [args.candidate], opts)
+    outputs = {args.markdown: markdown, args.json: to_json}
+    if args.out:
+        outputs.update({args.out / "compare.md": markdown, args.out / "compare.json": to_json})
+    # Written before the verdict is printed: a path we cannot write is exit 2, and then
+    # nothing has claimed "OK".
+    for path, render in outputs.items():
+        if path is not None:
+            atomic_write_text(path, render(result))
     print(table(result))
-    if args.markdown:
-        atomic_write_text(Path(args.markdown), markdown(result))
-    if args.json:
-        atomic_write_text(Path(args.json), to_json(result))
     return result.exit_code

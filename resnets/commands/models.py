@@ -11,6 +11,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from .. import models
     from ..errors import UserError
+    from ..text import text_table
 
     names = models.names(args.family)
     if not names:
@@ -22,11 +23,6 @@ def main(args: argparse.Namespace) -> int:
         params = sum(p.numel() for p in models.create(name).parameters())
         rows.append((name, s.family, f"{params:,}", "x".join(map(str, s.input_shape)),
                      s.torchvision or "-"))
-    header = ("name", "family", "params", "input", "torchvision")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for i, row in enumerate([header, *rows]):
-        print("  ".join(c.rjust(w) if j == 2 else c.ljust(w)
-                        for j, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(text_table(("name", "family", "params", "input", "torchvision"), rows,
+                     [False, False, True, False, False]))
     return 0

@@ -1,102 +1,76 @@
 """Train a model to a target test accuracy and time it (convergence speed), one run per seed.
 
-Each run is written as a case file (like `resnets run`) under --out; a table of the runs,
-and their median and range over the seeds, goes to stdout; progress goes to stderr.
-The protocol (optimizer, schedule, eval interval) is resnets.convergence's.
+Each run is written as a case file (like `resnets run`) under -o DIR (default
+reports/train-<UTC time>/) as soon as it ends; a table of the runs, and their median and
+range over the seeds, goes to stdout; progress goes to stderr. The protocol (optimizer,
+schedule, evaluation interval) is resnets.convergence's.
 """
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import sys
 from pathlib import Path
 
-from ..measure.case import CHOICES
+from .. import options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a model name (see `resnets models`)")
-    p.add_argument("--dataset", default="digits",
+    p.add_argument("model", type=options.model_name, help="a model name (see `resnets models`)")
+    p.add_argument("--dataset", default="digits", type=options.one_of(options.DATASETS),
                    help="digits (bundled, default), fashion-mnist, cifar10 or synthetic")
-    p.add_argument("--target-acc", type=float, default=0.9,
+    p.add_argument("--target-acc", type=options.accuracy, default=0.9, metavar="F",
                    help="test accuracy to reach, in (0, 1] (default 0.9)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds, one run each (default 0)")
-    p.add_argument("--max-iters", type=int, default=1000,
+    p.add_argument("--seeds", type=options.non_negative_ints, default=(0,), metavar="A,B",
+                   help="comma-separated seeds, one run each (default 0)")
+    p.add_argument("--max-iters", type=options.positive_int, default=1000, metavar="N",
                    help="iteration budget per run (default 1000)")
-    p.add_argument("--eval-every", type=int, help="iterations between test evaluations "
-                   "(default: the protocol's, 50 for LeNets, 25 otherwise)")
-    p.add_argument("--batch-size", type=int, help="default: 100 for LeNets, 128 otherwise")
-    p.add_argument("--input-shape", help="CxHxW the images are resized to "
-                   "(default: the model's, e.g. 3x32x32)")
-    p.add_argument("--device", choices=CHOICES["device"], default="cpu")
-    p.add_argument("--precision", choices=CHOICES["precision"], default="fp32")
-    p.add_argument("--memory-format", choices=CHOICES["memory_format"], default="contiguous")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument("--data-root", help="folder holding the datasets "
+    p.add_argument("--eval-every", type=options.positive_int, metavar="N",
+                   help="iterations between test evaluations (default: the protocol's, "
+                        "50 for LeNets, 25 otherwise)")
+    opts = [o for o in options.case_options(None, "default: 100 for LeNets, 128 otherwise")
+            if o.name != "mode"]
+    options.add_options(p.add_argument, "--", opts)
+    p.add_argument("--data-root", metavar="DIR", help="folder holding the datasets "
                    "(default: $RESNETS_DATA, else ./data)")
     p.add_argument("--download", action="store_true",
                    help="download fashion-mnist/cifar10 into --data-root if missing")
-    p.add_argument("--out", help="result folder (default reports/train-<UTC timestamp>/)")
+    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+                   help="result folder (default reports/train-<UTC timestamp>/)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import convergence, models
-    from ..errors import UserError
-    from ..measure.case import Case
-    from ..measure.presets import split
+    from .. import convergence, store
+    from ..measure.env import environment
+    from .profile import case_from_args
 
-    try:
-        spec = models.spec(args.model)
-    except models.UnknownModelError as exc:
-        raise UserError(str(exc)) from None
-    seeds = list(dict.fromkeys(_ints(split(args.seeds, "--seeds"), "--seeds")))
-    shape = _shape(args.input_shape) if args.input_shape else spec.input_shape
-    batch = args.batch_size or convergence.default_hyperparams(args.model).batch_size
-    try:
-        case = Case(args.model, "train", args.device, args.memory_format, args.precision,
-                    batch_size=batch, input_shape=shape)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, not {args.threads}")
-    out = Path(args.out or f"reports/train-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%SZ}")
-
+    args.batch_size = args.batch_size or convergence.default_hyperparams(args.model).batch_size
+    case = case_from_args(args, mode="train")
+    out = args.out or store.default_out("train")
+    _check_writable(out)
     results = []
-    for seed in seeds:
+    for seed in args.seeds:
         result = convergence.run(case, args.dataset, args.target_acc, seed, args.max_iters,
                                  args.eval_every, data_root=args.data_root,
                                  download=args.download, threads=args.threads,
                                  progress=_progress(seed, args.max_iters))
         _end_progress(result)
-        _write(out, result)
+        _write(out, result, environment())
         results.append(result)
-    _print_table(results, convergence.summarize(results))
+    print(_table(results))
     print(f"\nresults: {out}/")
     return 0
 
 
-def _ints(items, option: str) -> list[int]:
+def _check_writable(out: Path) -> None:
+    """Before the first seed trains, not after: an output folder we cannot write (checked
+    without creating it, so a run that fails early leaves nothing behind)."""
+    import os
+
     from ..errors import UserError
 
-    try:
-        values = [int(v) for v in items]
-    except ValueError:
-        raise UserError(f"{option}: expected integers like 0,1,2, got {','.join(items)!r}") from None
-    if min(values) < 0:
-        raise UserError(f"{option}: seeds must be >= 0")
-    return values
-
-
-def _shape(text: str) -> tuple[int, int, int]:
-    from ..errors import UserError
-
-    try:
-        shape = tuple(int(v) for v in text.lower().replace(",", "x").split("x"))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise UserError(f"--input-shape must look like 3x32x32, not {text!r}")
-    return shape
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"-o {out}: cannot write there ({existing} is not a writable folder)")
 
 
 def _progress(seed: int, max_iters: int):
@@ -113,27 +87,22 @@ def _progress(seed: int, max_iters: int):
     return show
 
 
-def _end_progress(result: dict) -> None:
+def _end_progress(result) -> None:
     erase = "\r\033[K" if sys.stderr.isatty() else ""
-    print(f"{erase}seed {result['seed']}: {result['status']} after {result['iters_run']} "
-          f"iterations, best test acc {result['best_acc'] or 0:.3f}, "
-          f"{result['train_s']:.1f} s training", file=sys.stderr, flush=True)
+    print(f"{erase}seed {result.seed}: {result.status} after {result.iters_run} "
+          f"iterations, best test acc {result.best_acc or 0:.3f}, "
+          f"{result.train_s:.1f} s training", file=sys.stderr, flush=True)
 
 
-def _write(out: Path, result: dict) -> Path:
+def _write(out: Path, result, env: dict) -> Path:
     import platform
 
     from .. import store
-    from ..convergence import benchmark_seconds
-    from ..measure.env import environment
-    from ..stats import Measurement
 
-    env = environment()
-    entry = store.benchmark_entry(
-        name=f"train[{result['run_id']}]", case_id=result["run_id"], extra_info=result,
-        stats=Measurement((benchmark_seconds(result),)).pytest_benchmark_stats(),
-        group=f"convergence-{result['dataset']}",
-        params={"model": result["model"], "dataset": result["dataset"], "seed": result["seed"]})
+    entry = store.benchmark_entry(result, name=f"train[{result.name}]",
+                                  group=f"convergence-{result.dataset}",
+                                  params={"model": result.case.model,
+                                          "dataset": result.dataset, "seed": result.seed})
     machine = {"node": platform.node(), "machine": platform.machine(),
                "processor": env["cpu_model"], "system": platform.system(),
                "python_version": platform.python_version(), "resnets_env": env}
@@ -141,28 +110,28 @@ def _write(out: Path, result: dict) -> Path:
     return store.write_case(out, entry, machine, commit)
 
 
-def _print_table(results: list[dict], summary: list[dict]) -> None:
-    def num(v, fmt):
-        return "-" if v is None else format(v, fmt)
+def _table(results) -> str:
+    """The runs, then per configuration the report's convergence summary over seeds."""
+    from ..report.render import fmt
+    from ..report.tables import convergence_table
+    from ..results import frame
+    from ..schema import STATUS
+    from ..text import text_table
 
-    header = ("model", "seed", "status", "iters", "samples", "train_s", "total_s", "best_acc",
-              "final_acc")
-    rows = [(r["model"], str(r["seed"]), r["status"], num(r["iters_to_target"], "d"),
-             num(r["samples_to_target"], "d"), num(r["train_s_to_target"], ".2f"),
-             num(r["total_s_to_target"], ".2f"), num(r["best_acc"], ".3f"),
-             num(r["final_acc"], ".3f")) for r in results]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for i, row in enumerate([header, *rows]):
-        print("  ".join(c.rjust(w) if j >= 3 else c.ljust(w)
-                        for j, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    for s in summary:
-        if s["n_runs"] > 1:
-            print(f"\n{s['model']} on {s['dataset']} to {s['target_acc']:.0%}: "
-                  f"{s['n_reached']}/{s['n_runs']} reached; iterations median "
-                  f"{num(s['iters_to_target_median'], 'g')} [{num(s['iters_to_target_min'], 'g')}"
-                  f"..{num(s['iters_to_target_max'], 'g')}], train seconds median "
-                  f"{num(s['train_s_to_target_median'], '.2f')} "
-                  f"[{num(s['train_s_to_target_min'], '.2f')}..{num(s['train_s_to_target_max'], '.2f')}]"
-                  " (- = not reached)")
+    headers = ("model", "seed", STATUS, "iters", "samples", "train_s", "total_s",
+               "best_acc", "final_acc")
+    rows = [(r.case.model, r.seed, r.status, r.iters_to_target, r.samples_to_target,
+             r.train_s_to_target, r.total_s_to_target, r.best_acc, r.final_acc)
+            for r in results]
+    lines = [text_table(headers, [[fmt(v) for v in row] for row in rows],
+                        [False] * 3 + [True] * 6)]
+    summary = convergence_table(frame([r.row() for r in results]))
+    if len(results) > 1 and not summary.empty:
+        shown = summary[["model", "reached", "iters to target (median)", "iters (min)",
+                         "iters (max)", "train s to target (median)", "train s (min)",
+                         "train s (max)"]]
+        lines += ["", "over the seeds (not reached counts as never):",
+                  text_table(shown.columns, [[fmt(v) for v in r]
+                                             for r in shown.itertuples(index=False)],
+                             [False, False] + [True] * 6)]
+    return "\n".join(lines)

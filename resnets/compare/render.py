@@ -5,31 +5,19 @@ environments differ, that the comparison gates nothing and why.
 """
 from __future__ import annotations
 
-import json
-
+from ..store import dumps
+from ..text import change, duration, markdown_table, md, text_table
 from .verdict import CaseResult, Comparison
 
 _COLUMNS = ("verdict", "case", "baseline", "candidate", "change", "interval", "p (U)", "notes")
-
-
-def seconds(value: float) -> str:
-    """A step time with a unit that keeps 3-4 significant digits."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.4g} {unit}"
-    return f"{value * 1e9:.4g} ns"
-
-
-def percent(ratio: float) -> str:
-    return f"{ratio - 1:+.1%}"
 
 
 def _row(c: CaseResult) -> tuple[str, ...]:
     t = c.timing
     if t is None:
         return (c.verdict, c.key, "", "", "", "", "", "; ".join(c.notes))
-    return (c.verdict, c.key, seconds(t.base_median), seconds(t.cand_median), percent(t.ratio),
-            f"{percent(t.ci_low)} .. {percent(t.ci_high)}", f"{t.p_value:.2g}",
+    return (c.verdict, c.key, duration(t.base_median), duration(t.cand_median), change(t.ratio),
+            f"{change(t.ci_low)} .. {change(t.ci_high)}", f"{t.p_value:.2g}",
             "; ".join(c.notes))
 
 
@@ -59,30 +47,24 @@ def outcome(cmp: Comparison) -> str:
 
 
 def table(cmp: Comparison) -> str:
-    rows = [_COLUMNS, *(_row(c) for c in cmp.cases)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     banner = env_banner(cmp)
-    return "\n".join([headline(cmp), *([banner] if banner else []), "", *lines, "",
-                      outcome(cmp)])
+    return "\n".join([headline(cmp), *([banner] if banner else []), "",
+                      text_table(_COLUMNS, [_row(c) for c in cmp.cases]), "", outcome(cmp)])
 
 
 def markdown(cmp: Comparison) -> str:
     """Changed cases in a table; unchanged ones folded away, so a PR comment stays short."""
     def md_table(cases):
-        out = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-        out += ["| " + " | ".join(v.replace("|", "\\|") for v in _row(c)) + " |" for c in cases]
-        return out
+        return [markdown_table(_COLUMNS, [_row(c) for c in cases])]
 
     changed = [c for c in cmp.cases if c.verdict != "unchanged"]
     same = [c for c in cmp.cases if c.verdict == "unchanged"]
     lines = [f"### Benchmark comparison: {outcome(cmp)}", "",
-             f"Baseline `{', '.join(cmp.baseline)}` vs candidate `{', '.join(cmp.candidate)}`: "
-             f"{headline(cmp)}.", ""]
+             f"Baseline {md(', '.join(cmp.baseline))} vs candidate "
+             f"{md(', '.join(cmp.candidate))}: {md(headline(cmp))}.", ""]
     banner = env_banner(cmp)
     if banner:
-        lines += [f"> **Warning:** {banner}", ""]
+        lines += [f"> **Warning:** {md(banner)}", ""]
     if changed:
         lines += [*md_table(changed), ""]
     if same:
@@ -95,4 +77,4 @@ def markdown(cmp: Comparison) -> str:
 
 
 def to_json(cmp: Comparison) -> str:
-    return json.dumps(cmp.to_dict(), indent=1, default=str) + "\n"
+    return dumps(cmp.to_dict()) + "\n"

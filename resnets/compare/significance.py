@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 # Bootstrap resamples are drawn in blocks of at most this many numbers (memory bound:
 # a 10,000-round case times 2,000 resamples would otherwise be 160 MB at once).
 _BLOCK = 2_000_000

@@ -14,14 +14,24 @@ import pandas as pd
 
 from ..errors import UserError
 from ..results import load
+from ..schema import (
+    CASE_ID,
+    COMPARABLE_ENV,
+    KIND,
+    SAMPLES,
+    STATUS,
+    Kind,
+    SpeedResult,
+    Status,
+    metrics,
+)
 from .noise import prior_sigma, repeat_sigma
 from .significance import bootstrap_medians, mann_whitney
 
-# What a number depends on: if any differs between the sides, nothing is gated.
-ENV_FIELDS = ("gpu_name", "driver", "torch", "cuda", "cpu_model", "threads")
-# Deterministic per-case metrics: any change counts / a change beyond the threshold counts.
-EXACT_METRICS = ("params", "flops_fwd", "flops_step")
-THRESHOLD_METRICS = ("peak_memory_bytes",)
+# Deterministic per-case metrics (the schema's gate): any change counts / a change beyond
+# the threshold counts.
+EXACT_METRICS = tuple(metrics(SpeedResult, gate="exact"))
+THRESHOLD_METRICS = tuple(metrics(SpeedResult, gate="threshold"))
 # Display order, worst first.
 VERDICTS = ("failed", "regression", "noisy", "improvement", "new", "missing", "unchanged")
 # How a timing verdict and metric verdicts combine: the first one present wins.
@@ -41,8 +51,9 @@ class Options:
     def check(self) -> None:
         if not 0 < self.alpha < 0.5:
             raise UserError(f"--alpha must be between 0 and 0.5, not {self.alpha}")
-        if not 0 < self.threshold < 10:
-            raise UserError(f"--threshold must be a fraction > 0 (0.05 = 5%), not {self.threshold}")
+        if not 0 < self.threshold < 1:
+            raise UserError(f"--threshold must be a fraction in (0, 1) (0.05 = 5%), "
+                            f"not {self.threshold}")
         if self.noise is not None and not 0 <= self.noise < 1:
             raise UserError(f"--noise must be a fraction in [0, 1) (0.02 = 2%), not {self.noise}")
         if self.resamples < 100:
@@ -50,7 +61,7 @@ class Options:
 
 
 @dataclass
-class Timing:
+class TimingChange:
     base_median: float       # seconds per step (geometric mean of run medians if repeats)
     cand_median: float
     ratio: float             # candidate / baseline: 1.10 = 10% slower
@@ -70,7 +81,7 @@ class CaseResult:
     kind: str
     verdict: str
     gates: bool = False      # counts toward exit code 1 (when environments match)
-    timing: Timing | None = None
+    timing: TimingChange | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -109,9 +120,10 @@ class Comparison:
 def load_side(paths, label: str) -> pd.DataFrame:
     df = load(paths)
     where = f"{label} {' '.join(map(str, paths))}"
-    if df.empty or "case_id" not in df:
+    if df.empty:
         raise UserError(f"{where}: no benchmark results in it")
-    blind = df[(df["kind"] == "speed") & (df["status"] == "ok") & (df["samples"].map(len) == 0)]
+    blind = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)
+               & (df[SAMPLES].map(len) == 0)]
     if not blind.empty:
         raise UserError(f"{label}: {blind['source'].iloc[0]} has no per-step samples "
                         "(pytest-benchmark keeps them only with --benchmark-save-data)")
@@ -120,15 +132,15 @@ def load_side(paths, label: str) -> pd.DataFrame:
 
 def _key(row) -> str:
     """Speed cases match by case id; convergence cases also by dataset and target."""
-    if getattr(row, "kind", "speed") != "convergence":
-        return row.case_id
-    return f"{row.case_id} {getattr(row, 'dataset', '?')}@{getattr(row, 'target_acc', '?')}"
+    if getattr(row, KIND) != Kind.CONVERGENCE:
+        return getattr(row, CASE_ID)
+    return f"{getattr(row, CASE_ID)} {row.dataset}@{row.target_acc}"
 
 
 def environment_diff(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[list, list]]:
     """``{field: (baseline values, candidate values)}`` for each ENV_FIELD that differs."""
     diff = {}
-    for name in ENV_FIELDS:
+    for name in COMPARABLE_ENV:
         col = f"env_{name}"
         values = [sorted({str(v) for v in df[col].dropna()}) if col in df else []
                   for df in (base, cand)]
@@ -147,9 +159,9 @@ def compare(base_paths, cand_paths, options: Options = Options()) -> Comparison:
         if b.empty or c.empty:
             present = c if b.empty else b
             verdict = "new" if b.empty else "missing"
-            cases.append(CaseResult(key, present["kind"].iloc[0], verdict,
+            cases.append(CaseResult(key, present[KIND].iloc[0], verdict,
                                     gates=verdict == "missing" and options.fail_on_missing))
-        elif (c["kind"] == "convergence").all():
+        elif (c[KIND] == Kind.CONVERGENCE).all():
             cases.append(_convergence(key, b, c, options))
         else:
             cases.append(_speed(key, b, c, options, rng))
@@ -159,18 +171,18 @@ def compare(base_paths, cand_paths, options: Options = Options()) -> Comparison:
 
 
 def _ok_runs(rows: pd.DataFrame) -> list[np.ndarray]:
-    ok = rows[(rows["status"] == "ok") & (rows["samples"].map(len) > 0)]
-    return [np.asarray(s, dtype=float) for s in ok.sort_values("run_time")["samples"]]
+    ok = rows[(rows[STATUS] == Status.OK) & (rows[SAMPLES].map(len) > 0)]
+    return [np.asarray(s, dtype=float) for s in ok.sort_values("run_time")[SAMPLES]]
 
 
 def _speed(key: str, b: pd.DataFrame, c: pd.DataFrame, opts: Options, rng) -> CaseResult:
     base_runs, cand_runs = _ok_runs(b), _ok_runs(c)
     if not cand_runs:
-        error = next((e for e in c.get("error", pd.Series(dtype=object)).dropna()), "no samples")
-        return CaseResult(key, "speed", "failed", gates=bool(base_runs),
+        error = next((e for e in c["error"].dropna()), "no samples")
+        return CaseResult(key, Kind.SPEED, "failed", gates=bool(base_runs),
                           notes=[f"candidate failed: {error}"])
     if not base_runs:
-        return CaseResult(key, "speed", "new", notes=["failed in the baseline"])
+        return CaseResult(key, Kind.SPEED, "new", notes=["failed in the baseline"])
     timing = timing_change(base_runs, cand_runs, opts, rng, str(c["device"].iloc[0]))
     verdicts = [timing_verdict(timing, opts)]
     notes = []
@@ -184,7 +196,7 @@ def _speed(key: str, b: pd.DataFrame, c: pd.DataFrame, opts: Options, rng) -> Ca
             verdicts.append("regression" if change > 0 else "improvement")
             notes.append(f"{metric} {old:,.0f} -> {new:,.0f} ({change:+.1%})")
     verdict = next(v for v in _PRECEDENCE if v in verdicts)
-    return CaseResult(key, "speed", verdict, gates=verdict == "regression", timing=timing,
+    return CaseResult(key, Kind.SPEED, verdict, gates=verdict == "regression", timing=timing,
                       notes=notes)
 
 
@@ -196,7 +208,7 @@ def _latest(rows: pd.DataFrame, metric: str) -> float | None:
 
 
 def timing_change(base_runs: list, cand_runs: list, opts: Options, rng,
-                  device: str) -> Timing:
+                  device: str) -> TimingChange:
     """Ratio of the candidate's level to the baseline's, its interval and the U test.
 
     A side's level is the geometric mean of its runs' medians. The interval is a
@@ -212,12 +224,12 @@ def timing_change(base_runs: list, cand_runs: list, opts: Options, rng,
         draws.append(boot + rng.normal(0.0, sigma / math.sqrt(len(runs)), opts.resamples))
     low, high = np.quantile(draws[1] - draws[0], [opts.alpha, 1 - opts.alpha])
     test = mann_whitney(np.concatenate(base_runs), np.concatenate(cand_runs))
-    return Timing(math.exp(levels[0]), math.exp(levels[1]), math.exp(levels[1] - levels[0]),
+    return TimingChange(math.exp(levels[0]), math.exp(levels[1]), math.exp(levels[1] - levels[0]),
                   math.exp(low), math.exp(high), test.p, sigma, sum(map(len, base_runs)),
                   sum(map(len, cand_runs)), len(base_runs), len(cand_runs))
 
 
-def timing_verdict(t: Timing, opts: Options) -> str:
+def timing_verdict(t: TimingChange, opts: Options) -> str:
     slower, faster = t.ratio > 1 + opts.threshold, t.ratio < 1 / (1 + opts.threshold)
     if not (slower or faster):
         return "unchanged"
@@ -242,12 +254,13 @@ def _convergence(key: str, b: pd.DataFrame, c: pd.DataFrame, opts: Options) -> C
         verdict = "improvement" if new < base.min() else "noisy"
     else:
         verdict = "unchanged"
-    return CaseResult(key, "convergence", verdict, gates=verdict == "regression", notes=[note])
+    return CaseResult(key, Kind.CONVERGENCE, verdict, gates=verdict == "regression",
+                      notes=[note])
 
 
 def _iterations(rows: pd.DataFrame) -> np.ndarray:
     iters = pd.to_numeric(rows.get("iters_to_target"), errors="coerce")
-    reached = (rows["status"] == "reached") & iters.notna()
+    reached = (rows[STATUS] == Status.REACHED) & iters.notna()
     return np.where(reached, iters, np.inf).astype(float)
 
 

@@ -43,7 +43,8 @@ def static_environment() -> dict:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "git_commit": _run(["git", "rev-parse", "HEAD"], cwd=pkg_dir),
-        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=pkg_dir)),
+        # Tracked files changed since the commit (what makes the commit not say the code).
+        "git_dirty": bool(_run(["git", "diff", "HEAD", "--name-only"], cwd=pkg_dir)),
         "gpu_name": None, "gpu_count": 0, "gpu_sm_count": None, "gpu_memory_bytes": None,
         "gpu_capability": None, "driver": None,
     }

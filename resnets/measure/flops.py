@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import models
-from .case import Case
+from ..case import Case
 
 
 def _inputs(case: Case, device: str):
@@ -52,7 +52,8 @@ def count_flops(model: str, mode: str, batch_size: int, input_shape: tuple[int, 
         step = counter.get_total_flops()
     return {"flops_fwd": int(fwd), "flops_step": int(step), "flops_fwd_by_op": by_op_fwd,
             "flops_method": "torch.utils.flop_counter.FlopCounterMode, 2 FLOPs per "
-                            "multiply-add, eager model" + (", forward+backward" if mode == "train" else ""),
+                            "multiply-add, eager model"
+                            + (", forward+backward" if mode == "train" else ""),
             **_fvcore(model, batch_size, input_shape)}
 
 
@@ -68,7 +69,8 @@ def _fvcore(model: str, batch_size: int, input_shape: tuple[int, int, int]) -> d
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        fca = FlopCountAnalysis(net.eval(), x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        fca = (FlopCountAnalysis(net.eval(), x).unsupported_ops_warnings(False)
+               .uncalled_modules_warnings(False))
         total, by_op = fca.total(), fca.by_operator()
     return {"macs_fvcore": int(total),
             "macs_fvcore_by_op": {k: int(v) for k, v in by_op.items()},

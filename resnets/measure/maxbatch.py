@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import torch
 
-from .case import Case
+from ..case import Case
 from .runner import release_memory
 from .workload import build, math_mode
 
@@ -31,9 +31,10 @@ def _fits(case: Case) -> bool:
         release_memory()
 
 
-def max_batch_size(case: Case, limit: int = 1 << 16) -> dict:
+def max_batch_size(case: Case, limit: int = 1 << 16) -> tuple[int | None, str]:
+    """(largest batch that fits, how it was found)."""
     if case.device != "cuda":
-        return {"max_batch_size": None, "max_batch_note": "the max-batch sweep is CUDA only"}
+        return None, "the max-batch sweep is CUDA only"
     good, bad = 0, None
     bs = case.batch_size
     while bs <= limit:
@@ -52,6 +53,5 @@ def max_batch_size(case: Case, limit: int = 1 << 16) -> dict:
             lo = mid
         else:
             hi = mid
-    return {"max_batch_size": lo, "max_batch_note":
-            f"largest batch whose train/infer step ran twice without CUDA OOM "
-            f"(doubling from {case.batch_size}, then bisection; capped at {limit})"}
+    return lo, (f"largest batch whose train/infer step ran twice without CUDA OOM "
+                f"(doubling from {case.batch_size}, then bisection; capped at {limit})")

@@ -7,11 +7,12 @@ sheet; a published dense peak is shown beside it for known GPUs.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
+from functools import cache
 
 import torch
 
-from .case import Case
+from ..case import Case
+from .device import synchronizer
 from .workload import AUTOCAST_DTYPES, math_mode
 
 # Dense (no sparsity) tensor-core peaks from NVIDIA's data sheets, FLOP/s.
@@ -30,7 +31,7 @@ def published_peak(device_name: str, precision: str) -> float | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def attainable_flops(device: str, precision: str) -> dict:
     """Best-of-N FLOP/s of an n x n x n matmul in the case's precision mode."""
     n, reps = (8192, 20) if device == "cuda" else (1024, 6)
@@ -40,7 +41,7 @@ def attainable_flops(device: str, precision: str) -> dict:
     dtype = AUTOCAST_DTYPES.get(precision, torch.float32)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     best = float("inf")
     with math_mode(case):
         for i in range(reps + 2):
@@ -52,6 +53,7 @@ def attainable_flops(device: str, precision: str) -> dict:
                 best = min(best, time.perf_counter() - t0)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     return {"attainable_flops_per_s": 2 * n ** 3 / best,
-            "attainable_method": f"best of {reps} {n}x{n}x{n} {dtype} matmuls ({precision} math mode), "
+            "attainable_method": f"best of {reps} {n}x{n}x{n} {dtype} matmuls "
+                                 f"({precision} math mode), "
                                  "after 2 warm-ups, perf_counter with device sync",
             "published_peak_flops_per_s": published_peak(name, precision)}

@@ -2,8 +2,7 @@
 
 Order matters and is fixed: build, warm up + time (nothing else running), then the
 memory pass and the FLOP count (both perturb timing, so they come after). The result is
-the ``extra_info`` every consumer reads; ``SCHEMA_VERSION`` changes whenever its meaning
-does.
+a ``schema.SpeedResult``.
 """
 from __future__ import annotations
 
@@ -11,20 +10,18 @@ import gc
 import os
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..stats import Measurement
-from ..store import SCHEMA_VERSION
-from .case import Case
+from ..case import Case
+from ..schema import Env, SpeedResult, Status, Timing
 from .env import environment
 from .flops import count_flops
 from .memory import peak_memory
 from .peak import attainable_flops
-from .timer import Timing, TimingPolicy, time_step
+from .timer import TimedSteps, TimingPolicy, time_step
 from .workload import build, math_mode, runtime_skip_reason
-
 
 
 @dataclass(frozen=True)
@@ -45,15 +42,15 @@ class Settings:
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "policy"}
-        return {**d, "policy": self.policy.describe()}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Settings:
         return cls(**{**d, "policy": TimingPolicy(**d["policy"])})
 
-    def describe(self) -> dict:
-        return {**self.policy.describe(), "threads": self.threads or os.cpu_count(),
+    def timing_fields(self) -> dict:
+        """The settings as ``schema.Timing`` fields."""
+        return {**self.policy.timing_fields(), "threads": self.threads or os.cpu_count(),
                 "flush_denormal": self.flush_denormal, "seed": self.seed,
                 "cudnn_benchmark": self.cudnn_benchmark}
 
@@ -62,18 +59,7 @@ class Skipped(Exception):
     """The case cannot run here; the message is the precise reason."""
 
 
-@dataclass
-class Result:
-    case: Case
-    timing: Timing
-    extra_info: dict
-
-    @property
-    def measurement(self) -> Measurement:
-        return self.timing.measurement
-
-
-def measure(case: Case, settings: Settings = Settings()) -> Result:
+def measure(case: Case, settings: Settings = Settings()) -> SpeedResult:
     """Time, size and count one case. Raises ``Skipped`` for impossible cases."""
     reason = runtime_skip_reason(case)
     if reason:
@@ -84,8 +70,8 @@ def measure(case: Case, settings: Settings = Settings()) -> Result:
         with math_mode(case):
             t0 = time.perf_counter()
             work = build(case, seed=settings.seed)
-            build_s = time.perf_counter() - t0
-            timing = time_step(work.step, case.device, settings.policy)
+            setup_s = time.perf_counter() - t0
+            timed = time_step(work.step, case.device, settings.policy)
             env = environment()  # inside math_mode: records the flags the case ran with
             memory = peak_memory(work) if settings.measure_memory else {}
             params = sum(p.numel() for p in work.model.parameters())
@@ -95,54 +81,33 @@ def measure(case: Case, settings: Settings = Settings()) -> Result:
     finally:
         del work
         release_memory()
-    return Result(case, timing, _extra_info(case, settings, timing, env, memory, flops, peak,
-                                            params, build_s))
+    return _record(case, settings, timed, env, memory, flops, peak, params, setup_s)
 
 
-def _extra_info(case, settings, timing: Timing, env, memory, flops, peak, params, build_s) -> dict:
-    m = timing.measurement
+def _record(case: Case, settings: Settings, timed: TimedSteps, env: dict, memory: dict,
+            flops: dict, peak: dict, params: int, setup_s: float) -> SpeedResult:
+    m = timed.measurement
     flops_step = flops.get("flops_step")
     achieved = flops_step / m.median if flops_step else None
     attainable = peak["attainable_flops_per_s"]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "speed",
-        "status": "ok",
-        "case_id": case.id,
-        **case.key(),
-        "variant": case.variant,
-        "params": params,
-        "samples_per_s": case.batch_size / m.median,
-        "latency_s": m.median,
-        **{f"time_{k}": v for k, v in m.summary().items()},
-        **memory,
-        **flops,
-        "time_unit": "s",
-        "achieved_flops_per_s": achieved,
-        **peak,
-        "utilization": achieved / attainable if achieved and attainable else None,
-        "timing": {
-            "method": "one step per sample: " + ("inference_mode forward" if case.mode == "infer"
-                      else "zero_grad+forward+cross_entropy+backward+SGD(momentum) step"),
-            "clock": timing.clock,
-            "rounds": m.rounds,
-            "stop_reason": timing.stop_reason,
-            "warmup_rounds": timing.warmup_rounds,
-            "warmup_s": timing.warmup_s,
-            "first_step_s": timing.first_step_s,
-            "compile_s": timing.first_step_s if case.compile == "compile" else None,
-            "build_s": build_s,
-            "wall_s": timing.wall_s,
-            # Contention check: a CPU case that used far fewer cores than its threads, or
-            # ran with the load average above the core count, shared the machine.
-            "process_cpu_s": timing.process_cpu_s,
-            "cores_busy": timing.process_cpu_s / timing.wall_s if timing.wall_s > 0 else None,
-            "load_avg_1m": timing.load_avg_1m,
-            "gc": "disabled while timing",
-            "settings": settings.describe(),
-        },
-        "env": env,
-    }
+    timing = Timing(
+        method="one step per sample: " + ("inference_mode forward" if case.mode == "infer"
+                else "zero_grad+forward+cross_entropy+backward+SGD(momentum) step"),
+        clock=timed.clock, rounds=m.rounds, stop_reason=timed.stop_reason,
+        warmup_rounds=timed.warmup_rounds, warmup_s=timed.warmup_s, cold_s=timed.first_step_s,
+        compile_s=timed.first_step_s if case.compile == "compile" else None, setup_s=setup_s,
+        wall_s=timed.wall_s,
+        # Contention check: a CPU case that used far fewer cores than its threads, or ran
+        # with the load average above the core count, shared the machine.
+        process_cpu_s=timed.process_cpu_s,
+        cores_busy=timed.process_cpu_s / timed.wall_s if timed.wall_s > 0 else None,
+        load_avg_1m=timed.load_avg_1m, gc="disabled while timing",
+        **settings.timing_fields())
+    return SpeedResult(
+        case=case, status=Status.OK, samples=list(m.samples), timing=timing, env=Env(**env),
+        time=m.summary(), params=params, samples_per_s=case.batch_size / m.median,
+        latency_s=m.median, **memory, **flops, achieved_flops_per_s=achieved, **peak,
+        utilization=achieved / attainable if achieved and attainable else None)
 
 
 def release_memory() -> None:

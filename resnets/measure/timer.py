@@ -10,11 +10,11 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..stats import Measurement
-
+from .device import synchronizer
 
 MIN_CI_ROUNDS = 6       # fewest samples from which a CI of the median can end timing
 MIN_BUDGET_ROUNDS = 3   # fewest samples a spent time budget still waits for
@@ -33,14 +33,15 @@ class TimingPolicy:
     warmup_rounds: int = 3      # at least this many warm-up steps...
     warmup_s: float = 0.3       # ...and at least this long (cuDNN autotuning, caches, JIT)
 
-    def describe(self) -> dict:
+    def timing_fields(self) -> dict:
+        """The policy as ``schema.Timing`` fields."""
         return {"rel_ci": self.rel_ci, "budget_s": self.budget_s,
                 "min_rounds": self.min_rounds, "max_rounds": self.max_rounds,
-                "warmup_rounds": self.warmup_rounds, "warmup_s": self.warmup_s}
+                "min_warmup_rounds": self.warmup_rounds, "min_warmup_s": self.warmup_s}
 
 
 @dataclass(frozen=True)
-class Timing:
+class TimedSteps:
     measurement: Measurement
     stop_reason: str            # "ci" | "budget" | "max_rounds"
     warmup_rounds: int
@@ -52,7 +53,8 @@ class Timing:
     load_avg_1m: float | None   # system load when timing started: > cores means contention
 
 
-def warm_up(step: Callable[[], None], policy: TimingPolicy, sync: Callable[[], None]) -> tuple[int, float, float]:
+def warm_up(step: Callable[[], None], policy: TimingPolicy,
+            sync: Callable[[], None]) -> tuple[int, float, float]:
     """Run ``step`` until the warm-up policy is met; return (rounds, seconds, first step s)."""
     start = time.perf_counter()
     step()
@@ -117,13 +119,8 @@ def _stop(samples: list[float], policy: TimingPolicy, deadline: float) -> str | 
 
 
 def time_step(step: Callable[[], None], device: str = "cpu",
-              policy: TimingPolicy = TimingPolicy()) -> Timing:
-    if device == "cuda":
-        import torch
-        sync = torch.cuda.synchronize
-    else:
-        def sync() -> None:
-            return None
+              policy: TimingPolicy = TimingPolicy()) -> TimedSteps:
+    sync = synchronizer(device)
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
@@ -144,5 +141,5 @@ def time_step(step: Callable[[], None], device: str = "cpu",
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(Measurement(tuple(samples)), reason, w_rounds, w_s, first, clock, wall,
-                  cpu, load)
+    return TimedSteps(Measurement(tuple(samples)), reason, w_rounds, w_s, first, clock, wall,
+                      cpu, load)

@@ -9,16 +9,16 @@ switches forced *off* for fp32, so fp32 on CUDA really is fp32).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import models
+from ..case import Case
 from ..errors import UserError
-from .case import Case
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -127,23 +127,44 @@ def check_input_shape(case: Case) -> None:
                             f"{'x'.join(map(str, spec.input_shape))}") from None
 
 
+def memory_format(case: Case) -> torch.memory_format:
+    return torch.channels_last if case.memory_format == "channels_last" else torch.contiguous_format
+
+
+def build_model(case: Case, num_classes: int | None = None) -> nn.Module:
+    """The case's model on its device, in its memory format and mode (the speed step and
+    the convergence trainer both build it here). Seed torch first for repeatable weights."""
+    spec = models.spec(case.model)
+    model = models.create(case.model, num_classes=num_classes or spec.num_classes,
+                          in_channels=case.input_shape[0])
+    model.to(case.device, memory_format=memory_format(case))
+    return model.train(case.mode == "train")
+
+
+def make_optimizer(case: Case, model: nn.Module, lr: float = 0.01, momentum: float = 0.9,
+                   weight_decay: float = 0.0):
+    """SGD and, for fp16 autocast, a GradScaler (None otherwise)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                                weight_decay=weight_decay)
+    scaler = torch.amp.GradScaler(case.device) if case.precision == "fp16" else None
+    return optimizer, scaler
+
+
+def compiled(case: Case, model: nn.Module) -> Callable:
+    """What a step calls: the model, or its ``torch.compile``'d twin."""
+    return torch.compile(model) if case.compile == "compile" else model
+
+
 def build(case: Case, seed: int = 0) -> Workload:
     """Model, data and step for ``case``, everything already on the case's device."""
     check_input_shape(case)
     torch.manual_seed(seed)
-    spec = models.spec(case.model)
-    device = torch.device(case.device)
-    fmt = torch.channels_last if case.memory_format == "channels_last" else torch.contiguous_format
-    model = models.create(case.model, num_classes=spec.num_classes,
-                          in_channels=case.input_shape[0]).to(device, memory_format=fmt)
-    model.train(case.mode == "train")
-    inputs = torch.randn(case.batch_size, *case.input_shape, device=device)
-    inputs = inputs.contiguous(memory_format=fmt)
-    targets = torch.randint(0, spec.num_classes, (case.batch_size,), device=device)
-    runner = torch.compile(model) if case.compile == "compile" else model
+    model = build_model(case)
+    num_classes = models.spec(case.model).num_classes
+    inputs = torch.randn(case.batch_size, *case.input_shape, device=case.device)
+    inputs = inputs.contiguous(memory_format=memory_format(case))
+    targets = torch.randint(0, num_classes, (case.batch_size,), device=case.device)
     optimizer = scaler = None
     if case.mode == "train":
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        if case.precision == "fp16":
-            scaler = torch.amp.GradScaler(case.device)
-    return Workload(case, model, runner, inputs, targets, optimizer, scaler)
+        optimizer, scaler = make_optimizer(case, model)
+    return Workload(case, model, compiled(case, model), inputs, targets, optimizer, scaler)

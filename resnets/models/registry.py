@@ -7,8 +7,8 @@ registry also records what a caller needs to feed a model without building it fi
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
@@ -27,7 +27,6 @@ class ModelSpec:
     input_shape: tuple[int, int, int]  # (C, H, W) the model was designed for
     num_classes: int
     torchvision: str | None = None  # name of the torchvision counterpart, if any
-    description: str = ""
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -42,10 +41,8 @@ def register(family: str, input_shape: tuple[int, int, int], num_classes: int,
         name = fn.__name__
         if name in _BUILDERS:
             raise ValueError(f"model {name!r} registered twice")
-        doc = (fn.__doc__ or "").strip().splitlines()
         _BUILDERS[name] = fn
-        _SPECS[name] = ModelSpec(name, family, tuple(input_shape), num_classes, torchvision,
-                                 doc[0] if doc else "")
+        _SPECS[name] = ModelSpec(name, family, tuple(input_shape), num_classes, torchvision)
         return fn
 
     return deco
@@ -56,12 +53,16 @@ def names(family: str | None = None) -> list[str]:
     return [n for n, s in _SPECS.items() if family is None or s.family == family]
 
 
+def unknown_model_message(name: str, known) -> str:
+    """"unknown model 'resnet5'; did you mean resnet50, ...? (known: ...)"."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown model {name!r}{hint} (known: {', '.join(known)})"
+
+
 def _check(name: str) -> str:
     if name not in _BUILDERS:
-        close = difflib.get_close_matches(name, list(_BUILDERS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownModelError(
-            f"unknown model {name!r}{hint} (known: {', '.join(_BUILDERS)})")
+        raise UnknownModelError(unknown_model_message(name, _BUILDERS))
     return name
 
 

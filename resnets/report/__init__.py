@@ -9,10 +9,18 @@ can be made on a machine without torch.
 """
 from ..results import ResultsError, load
 from .build import write_report
-from .tables import (convergence_table, environment_table, failures_table, layer_table,
-                     method_table, models_table, speedup_matrix, torchvision_table,
-                     utilization_table)
+from .tables import (
+                     cases_table,
+                     convergence_table,
+                     environment_table,
+                     failures_table,
+                     layer_table,
+                     method_table,
+                     models_table,
+                     speedup_matrix,
+                     torchvision_table,
+)
 
 __all__ = ["ResultsError", "load", "write_report", "models_table", "speedup_matrix",
-           "torchvision_table", "utilization_table", "convergence_table", "layer_table",
+           "torchvision_table", "cases_table", "convergence_table", "layer_table",
            "method_table", "environment_table", "failures_table"]

@@ -16,21 +16,21 @@ import pandas as pd
 
 from .. import __version__
 from ..results import ResultsError, load
+from ..schema import KIND, STATUS, Kind, Status, blob_columns
 from ..store import atomic_write, atomic_write_text
+from ..text import csv_frame
 from . import plots as _plots
 from . import tables as _tables
-from .frame import DEFAULT_BASELINE, with_columns
+from .frame import DEFAULT_BASELINE
 from .render import Section, html_page, markdown_page, markdown_table
 
 TITLE = "resnets benchmark report"
-# Columns of results.csv that are not one value per case.
-NOT_SCALAR = ("samples", "nested")
 # The intro's one-line machine description: (words, column).
 MACHINE = (("CPU", "env_cpu_model"), ("cores", "env_cpu_count"), ("torch threads", "env_threads"),
            ("GPU", "env_gpu_name"), ("GPUs", "env_gpu_count"), ("torch", "env_torch"),
            ("CUDA build", "env_cuda"), ("Python", "env_python"), ("commit", "commit_id"))
 # Page order: these tables, then the plots, then the other tables (detail and provenance).
-BEFORE_PLOTS = ("models", "speedups", "torchvision", "utilization", "convergence")
+BEFORE_PLOTS = ("models", "speedups", "torchvision", "cases", "convergence")
 # The convergence table is wide: the summary keeps these of its columns.
 SUMMARY_CONVERGENCE = ("rank", "model", "dataset", "input", "target acc", "reached",
                        "iters to target (median)", "train s to target (median)",
@@ -54,13 +54,12 @@ def table_sections(df: pd.DataFrame, baseline: str | None) -> list[Section]:
          "not measured (no torchvision case in these results)",
          "Pairs a case of torchvision's model with ours at the same mode, device, variant, "
          f"batch and input. A case is torchvision's when its model name starts with "
-         f"'{t.TV_PREFIX}' (tv_resnet18 pairs with resnet18) or its extra_info has "
-         f"'{t.TV_MARKER}' naming our model."),
-        ("utilization", "Utilization", t.utilization_table(df, base),
-         "no successful case has a FLOP count",
+         f"'{t.TV_PREFIX}' (tv_resnet18 pairs with resnet18)."),
+        ("cases", "Every case: throughput, memory, utilization", t.cases_table(df, base),
+         "no successful speed case",
          "Achieved FLOP/s = FLOPs per step x steps per second (median step). Attainable: the "
-         "best matmul rate measured on the same machine at the case's precision; published: "
-         "the vendor's peak where known."),
+         "best matmul rate measured on the same machine at the case's precision. "
+         + t.PROFILE_HINT),
         ("convergence", "Convergence", t.convergence_table(df), "no convergence results",
          "Per configuration over its seeds: iterations and seconds (training only, and total "
          "with evaluation) to the target test accuracy, median and min/max, and the best and "
@@ -107,15 +106,13 @@ def _values(df: pd.DataFrame, col: str) -> str:
 
 def intro(df: pd.DataFrame, paths) -> list[str]:
     """What was loaded and on what, in a few lines a reader sees first."""
-    df = with_columns(df, ["kind", "status", "timing_rounds", "timing_stop_reason",
-                           "timing_clock", *(col for _, col in MACHINE)])
-    speed = df["kind"] == "speed"
+    speed = df[KIND] == Kind.SPEED
     runs = list(dict.fromkeys(df.sort_values("run_time", na_position="first")["run"]))
     lines = [
         f"{len(df)} results from {len(runs)} run(s) ({', '.join(runs)}): "
-        f"{int((speed & (df['status'] == 'ok')).sum())} speed cases measured, "
-        f"{int((speed & (df['status'] == 'failed')).sum())} failed, "
-        f"{int((df['kind'] == 'convergence').sum())} convergence results.",
+        f"{int((speed & (df[STATUS] == Status.OK)).sum())} speed cases measured, "
+        f"{int((speed & (df[STATUS] == Status.FAILED)).sum())} failed, "
+        f"{int((df[KIND] == Kind.CONVERGENCE).sum())} convergence results.",
         "Machine: " + ("; ".join(f"{what} {_values(df, col)}" for what, col in MACHINE
                                  if df[col].notna().any()) or "not recorded") + ".",
     ]
@@ -132,7 +129,7 @@ def intro(df: pd.DataFrame, paths) -> list[str]:
 
 def _table_file(s: Section, ext: str) -> str:
     if ext == "csv":
-        return s.table.to_csv(index=False)
+        return csv_frame(s.table).to_csv(index=False)
     return markdown_table(s.table) + "\n" if ext == "md" else html_page(s.title, [], [s])
 
 
@@ -148,8 +145,8 @@ def summary_sections(tables: dict[str, Section]) -> list[Section]:
 
 def _write_parts(out: Path, df: pd.DataFrame, tables, figures) -> None:
     """results.csv, tables/ and plots/; an old file of a part that's missing now goes."""
-    atomic_write_text(out / "results.csv",
-                      df.drop(columns=[c for c in NOT_SCALAR if c in df]).to_csv(index=False))
+    scalars = df.drop(columns=[c for c in blob_columns() if c in df])
+    atomic_write_text(out / "results.csv", csv_frame(scalars).to_csv(index=False))
     for s in tables:
         for ext in ("csv", "md", "html"):
             path = out / "tables" / f"{s.name}.{ext}"
@@ -165,12 +162,12 @@ def _write_parts(out: Path, df: pd.DataFrame, tables, figures) -> None:
             atomic_write(path, lambda tmp, data=s.png: Path(tmp).write_bytes(data))
 
 
-def write_report(paths, out_dir, baseline: str | None = None) -> Path:
+def write_report(paths, out_dir, baseline: str | None = None, strict: bool = False) -> Path:
     """Load ``paths`` (files, folders, globs; see ``resnets.results``), write the report
     into ``out_dir`` and return ``out_dir``. Bad input raises a one-line ``UserError``
     before anything is written."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    df = load(paths)
+    df = load(paths, strict=strict)
     if df.empty:
         raise ResultsError(f"{', '.join(map(str, paths))}: no resnets results in it "
                            "(an empty 'benchmarks' list)")

@@ -10,27 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..measure.case import CHOICES
-from ..results import CONFIG_FIELDS
+from ..case import CHOICES
+from ..schema import KIND, STATUS, Kind, Status
 
 DEFAULT_BASELINE = "contiguous-fp32-eager"
 # The cases that differ only by variant (memory format, precision, compile).
 ROW_KEYS = ["model", "mode", "device", "batch_size", "input_shape"]
 VARIANT_FIELDS = ("memory_format", "precision", "compile")
-SPEED_METRICS = ("samples_per_s", "latency_s", "params", "flops_fwd", "flops_step",
-                 "macs_fvcore", "peak_memory_bytes", "achieved_flops_per_s",
-                 "attainable_flops_per_s", "published_peak_flops_per_s", "utilization")
-CONVERGENCE_FIELDS = ("run_id", "dataset", "target_acc", "seed", "iters_to_target",
-                      "samples_to_target", "train_s_to_target", "total_s_to_target",
-                      "best_acc", "final_acc", "iters_run")
-
-
-def with_columns(df: pd.DataFrame, columns) -> pd.DataFrame:
-    """``df`` with every one of ``columns``, missing ones as NaN (a run may lack a metric)."""
-    missing = [c for c in columns if c not in df.columns]
-    if not missing:
-        return df
-    return pd.concat([df, pd.DataFrame(np.nan, index=df.index, columns=missing)], axis=1)
 
 
 def run_order(df: pd.DataFrame) -> pd.Series:
@@ -42,10 +28,7 @@ def run_order(df: pd.DataFrame) -> pd.Series:
 
 def speed(df: pd.DataFrame, latest: bool = True) -> pd.DataFrame:
     """Successful speed cases (of the newest run per row group unless ``latest`` is off)."""
-    if df.empty or "kind" not in df:
-        return with_columns(df.iloc[:0], [*CONFIG_FIELDS, "variant", *SPEED_METRICS])
-    ok = with_columns(df[(df["kind"] == "speed") & (df["status"] == "ok")],
-                      [*CONFIG_FIELDS, "variant", *SPEED_METRICS])
+    ok = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)]
     ok = ok.assign(run_index=run_order(ok))
     if latest and not ok.empty:
         newest = ok.groupby(ROW_KEYS, dropna=False)["run_index"].transform("max")
@@ -54,20 +37,18 @@ def speed(df: pd.DataFrame, latest: bool = True) -> pd.DataFrame:
 
 
 def convergence(df: pd.DataFrame) -> pd.DataFrame:
-    """Convergence results, one row per training run (a case on a dataset with a seed:
-    ``run_id``, else the case id), the newest loaded run's where several have it."""
-    if df.empty or "kind" not in df:
-        return with_columns(df.iloc[:0], [*CONFIG_FIELDS, "variant", *CONVERGENCE_FIELDS])
-    conv = with_columns(df[df["kind"] == "convergence"],
-                        [*CONFIG_FIELDS, "variant", *CONVERGENCE_FIELDS])
+    """Convergence results, one row per training run (a case on a dataset with a seed),
+    the newest loaded run's where several have it."""
+    conv = df[df[KIND] == Kind.CONVERGENCE]
     conv = conv.assign(run_index=run_order(conv)).sort_values("run_index", kind="stable")
-    conv = conv[~conv["run_id"].fillna(conv["case_id"]).duplicated(keep="last")]
-    return conv.assign(hyperparams=[_hyperparams(n) for n in conv["nested"]])
+    conv = conv[~conv["trial_id"].duplicated(keep="last")]
+    return conv.assign(hyperparams=[_hyperparams(h) for h in conv["hyperparams"]])
 
 
-def _hyperparams(nested) -> str:
-    params = nested.get("hyperparams") if isinstance(nested, dict) else None
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
+def _hyperparams(params) -> str:
+    if not isinstance(params, dict):
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
 def model_order(df: pd.DataFrame) -> list[str]:

@@ -17,8 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from .frame import (convergence, model_order, sort_rows, speed, variant_order,
-                    varying_label)
+from .frame import convergence, model_order, sort_rows, speed, variant_order, varying_label
 from .tables import CONVERGENCE_GROUP, MIB, speedup_matrix
 
 STYLE = {"text.parse_math": False, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3,
@@ -247,7 +246,7 @@ def _curve_figure(df, columns, title: str, targets: bool = False) -> Figure:
     y function, x label, y label): the median over seeds of each configuration with a
     min-max band; plain nets dashed; dotted lines at the target accuracies if ``targets``."""
     conv = convergence(df)
-    conv = conv[conv["nested"].map(lambda n: isinstance(n, dict) and bool(n.get("curve")))]
+    conv = conv[conv["curve"].map(lambda c: isinstance(c, dict) and bool(c))]
     if conv.empty:
         raise Skip("no convergence result has a curve")
     panels = _panels(conv, ("dataset", "input_shape"))
@@ -260,7 +259,7 @@ def _curve_figure(df, columns, title: str, targets: bool = False) -> Figure:
         colors = _colors(list(dict.fromkeys(d["label"])))
         for ax, (x_key, y_of, xlabel, ylabel) in zip(row, columns):
             for label, g in d.groupby("label", sort=False):
-                band = _seed_band([n["curve"] for n in g["nested"]], x_key, y_of)
+                band = _seed_band(list(g["curve"]), x_key, y_of)
                 if band is None:
                     continue
                 x, med, lo, hi, n = band

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .. import text
+
 MISSING = "—"
 NOT_REACHED = "not reached"  # how an infinite value (see tables) reads
 
@@ -75,16 +77,10 @@ def html_table(df: pd.DataFrame) -> str:
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
-def _md_cell(value) -> str:
-    return html.escape(fmt(value)).replace("|", "\\|").replace("\n", " ")
-
-
 def markdown_table(df: pd.DataFrame) -> str:
-    rule = "|" + "|".join("---:" if num else "---" for num in _numeric(df)) + "|"
-    lines = ["| " + " | ".join(_md_cell(c) for c in df.columns) + " |", rule]
-    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |"
-              for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+    return text.markdown_table(df.columns, [[fmt(v) for v in row]
+                                            for row in df.itertuples(index=False)],
+                               _numeric(df))
 
 
 def _html_section(s: Section) -> str:
@@ -116,11 +112,11 @@ def html_page(title: str, intro: list[str], sections: list[Section]) -> str:
 
 def markdown_page(title: str, intro: list[str], sections: list[Section], footer: str) -> str:
     """Short: the intro and the given sections' tables (a missing one in one line)."""
-    lines = [f"## {html.escape(title)}", "", *(html.escape(line) + "  " for line in intro), ""]
+    lines = [f"## {text.md(title)}", "", *(text.md(line) + "  " for line in intro), ""]
     for s in sections:
-        lines += [f"### {html.escape(s.title)}", ""]
+        lines += [f"### {text.md(s.title)}", ""]
         if s.missing:
-            lines += [f"_Not shown: {html.escape(s.missing)}._", ""]
+            lines += [f"_Not shown: {text.md(s.missing)}._", ""]
         if s.table is not None and not s.table.empty:
             lines += [markdown_table(s.table), ""]
-    return "\n".join([*lines, html.escape(footer), ""])
+    return "\n".join([*lines, text.md(footer), ""])

@@ -11,13 +11,23 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from .frame import (DEFAULT_BASELINE, ROW_KEYS, convergence, model_order, sort_rows, speed,
-                    variant_order, with_columns)
+from ..schema import KIND, STATUS, Kind, SpeedResult, Status, metrics
+from .frame import (
+    DEFAULT_BASELINE,
+    ROW_KEYS,
+    convergence,
+    model_order,
+    sort_rows,
+    speed,
+    variant_order,
+)
 
 MIB = 2 ** 20
 TV_PREFIX = "tv_"
-TV_MARKER = "torchvision_reference"
 TOP_LAYERS = 10
+# How a metric's unit (schema.metric) is shown in a table: (shown unit, factor).
+DISPLAY_UNITS = {"bytes": ("MiB", 1 / MIB), "FLOP/s": ("GFLOP/s", 1e-9),
+                 "FLOP": ("GFLOPs", 1e-9), "fraction": ("%", 100.0), "s": ("ms", 1e3)}
 # Our column name -> the label a reader sees.
 SHOWN = {"batch_size": "batch", "input_shape": "input"}
 
@@ -80,14 +90,11 @@ def torchvision_table(df: pd.DataFrame) -> pd.DataFrame:
     """Our model against torchvision's, case by case, where both were measured.
 
     Convention: a case measures torchvision's model when its model name starts with
-    ``tv_`` (its counterpart is the rest of the name: ``tv_resnet18`` <-> ``resnet18``) or
-    when its extra_info carries ``torchvision_reference`` naming our counterpart model.
+    ``tv_``; its counterpart is the rest of the name (``tv_resnet18`` <-> ``resnet18``).
     Pairs match on mode, device, variant, batch and input."""
     ok = sort_rows(speed(df).dropna(subset=["samples_per_s"]))
     name = ok["model"].astype(str)
     ours = name.str.removeprefix(TV_PREFIX).where(name.str.startswith(TV_PREFIX))
-    if TV_MARKER in ok:
-        ours = ours.fillna(ok[TV_MARKER])
     is_tv = ours.notna()
     theirs = ok[is_tv].assign(torchvision=name[is_tv], model=ours[is_tv].astype(str))
     cols = {"samples_per_s": "samples/s", "params": "params", "peak_memory_bytes": "peak MiB"}
@@ -107,34 +114,35 @@ def torchvision_table(df: pd.DataFrame) -> pd.DataFrame:
                          "ours / torchvision samples/s"]])
 
 
-def utilization_table(df: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> pd.DataFrame:
-    """Achieved FLOP/s per case against the attainable peak measured on the same machine
-    (a matmul probe) and, where known, the device's published peak."""
-    ok = speed(df).dropna(subset=["achieved_flops_per_s"])
+def shown_metric(column: str, meta: dict) -> tuple[str, float]:
+    """A metric's table header and the factor that takes it to the shown unit."""
+    unit, factor = DISPLAY_UNITS.get(meta["unit"], (meta["unit"], 1.0))
+    label = meta["label"] or column
+    return (f"{label} {unit}".strip() if unit != "%" else f"% {label}"), factor
+
+
+def cases_table(df: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> pd.DataFrame:
+    """Every successful speed case: its throughput, then each metric the schema marks
+    ``show`` (peak memory, achieved and attainable FLOP/s, utilization, ...), in the
+    units a reader takes in."""
+    ok = speed(df).dropna(subset=["samples_per_s"])
     if ok.empty:
         return pd.DataFrame()
     ok = sort_rows(ok, baseline)
     out = ok[[*ROW_KEYS[:3], "variant", *ROW_KEYS[3:], "samples_per_s"]].rename(
         columns={"samples_per_s": "samples/s"})
-    out["achieved GFLOP/s"] = ok["achieved_flops_per_s"] / 1e9
-    out["attainable GFLOP/s"] = ok["attainable_flops_per_s"] / 1e9
-    out["% of attainable"] = 100 * ok["achieved_flops_per_s"] / ok["attainable_flops_per_s"]
-    published = pd.to_numeric(ok["published_peak_flops_per_s"], errors="coerce")
-    if published.notna().any():
-        out["published peak GFLOP/s"] = published / 1e9
-        out["% of published"] = 100 * ok["achieved_flops_per_s"] / published
-    out["find the slow layer"] = [profile_command(r) for r in ok.to_dict("records")]
+    for column, meta in metrics(SpeedResult, show=True).items():
+        values = pd.to_numeric(ok[column], errors="coerce")
+        if values.notna().any():
+            header, factor = shown_metric(column, meta)
+            out[header] = values * factor
     return _shown(out)
 
 
-def profile_command(row: dict) -> str:
-    """The ``resnets profile`` command that profiles exactly this case: from a slow or
-    inefficient row of the report to its per-layer table in one command."""
-    shape = str(row["input_shape"]).replace("x", ",")
-    return (f"resnets profile {row['model']} --mode {row['mode']} --device {row['device']} "
-            f"--memory-format {row['memory_format']} --precision {row['precision']} "
-            f"--compile {row['compile']} --batch-size {int(row['batch_size'])} "
-            f"--input-shape {shape}")
+PROFILE_HINT = ("To see which layer or operator is slow in a case: resnets profile MODEL "
+                "--mode MODE --device DEVICE --memory-format FORMAT --precision PRECISION "
+                "--compile COMPILE --batch-size BATCH --input-shape C,H,W (the values of "
+                "its row).")
 
 
 CONVERGENCE_GROUP = ["model", "dataset", "target_acc", "device", "variant", "batch_size",
@@ -149,9 +157,9 @@ def convergence_table(df: pd.DataFrame) -> pd.DataFrame:
     conv = convergence(df)
     if conv.empty:
         return pd.DataFrame()
-    reached = conv["status"] == "reached"
+    reached = conv[STATUS] == Status.REACHED
     conv = conv.assign(
-        reached=reached, diverged=conv["status"] == "diverged",
+        reached=reached, diverged=conv[STATUS] == Status.DIVERGED,
         iters=pd.to_numeric(conv["iters_to_target"], errors="coerce").where(reached, np.inf),
         train_s=pd.to_numeric(conv["train_s_to_target"], errors="coerce").where(reached, np.inf),
         total_s=pd.to_numeric(conv["total_s_to_target"], errors="coerce").where(reached, np.inf))
@@ -180,18 +188,18 @@ def layer_table(df: pd.DataFrame, top: int = TOP_LAYERS) -> pd.DataFrame:
     """The ``top`` slowest leaf layers of each profiled case (a container's time includes
     its children's, so containers would crowd out the layers that do the work).
 
-    Reads ``nested["profile"]["layers"]`` as ``resnets.profiling`` writes it: per module
+    Reads ``profile["layers"]`` as ``resnets.profiling`` writes it: per module
     ``module``, ``type``, ``leaf``, ``time_ms`` and ``fwd_ms`` (per step), ``flops_fwd``,
     ``flops_per_s`` (forward FLOPs / forward time) and ``share`` (of the step). Cases
     without layer times (compiled ones) have no rows."""
     parts = []
     ok = speed(df)
-    for case_id, nested in zip(ok["case_id"], ok["nested"]):
-        layers = ((nested or {}).get("profile") or {}).get("layers")
+    for case_id, profile in zip(ok["case_id"], ok["profile"]):
+        layers = profile.get("layers") if isinstance(profile, dict) else None
         if not layers:
             continue
-        t = with_columns(pd.DataFrame(layers), ["module", "type", "leaf", "time_ms", "fwd_ms",
-                                                "flops_fwd", "flops_per_s", "share"])
+        t = pd.DataFrame(layers).reindex(columns=["module", "type", "leaf", "time_ms", "fwd_ms",
+                                                  "flops_fwd", "flops_per_s", "share"])
         t = t[t["leaf"].ne(False)].dropna(subset=["time_ms"]).nlargest(top, "time_ms")
         parts.append(pd.DataFrame({
             "case": case_id, "layer": t["module"], "type": t["type"], "time ms": t["time_ms"],
@@ -203,22 +211,20 @@ def layer_table(df: pd.DataFrame, top: int = TOP_LAYERS) -> pd.DataFrame:
 # How a number was made: the value(s) of these columns, with how many results have each.
 METHOD_COLUMNS = {
     "timing_method": "timing method", "timing_clock": "clock", "timing_stop_reason": "stop reason",
-    "timing_gc": "garbage collector", "setting_rel_ci": "target 95% CI of median (+-fraction)",
-    "setting_budget_s": "time budget per case (s)", "setting_min_rounds": "min rounds",
-    "setting_max_rounds": "max rounds", "setting_threads": "threads (setting)",
+    "timing_gc": "garbage collector", "timing_rel_ci": "target 95% CI of median (+-fraction)",
+    "timing_budget_s": "time budget per case (s)", "timing_min_rounds": "min rounds",
+    "timing_max_rounds": "max rounds", "timing_threads": "threads (setting)",
     "env_threads": "torch threads", "env_interop_threads": "torch interop threads",
-    "setting_flush_denormal": "flush denormals", "setting_cudnn_benchmark": "cudnn.benchmark",
+    "timing_flush_denormal": "flush denormals", "timing_cudnn_benchmark": "cudnn.benchmark",
     "env_float32_matmul_precision": "float32 matmul precision", "env_tf32_matmul": "tf32 matmul",
     "env_tf32_cudnn": "tf32 cudnn", "memory_method": "peak memory",
     "flops_method": "FLOPs", "macs_fvcore_note": "fvcore MACs",
-    "attainable_method": "attainable peak", "timing_train_s": "convergence: training seconds",
-    "timing_total_s": "convergence: total seconds",
-    "timing_excluded": "convergence: not timed", "timing_resolution": "convergence: resolution",
-    "timing_threads": "convergence: torch threads",
+    "attainable_method": "attainable peak", "timing_excluded": "not timed",
+    "timing_resolution": "resolution",
 }
 # Spread of these per-case numbers: min / median / max.
 RANGE_COLUMNS = {"timing_rounds": "timed rounds", "timing_warmup_rounds": "warm-up rounds",
-                 "timing_wall_s": "timed wall time (s)", "timing_first_step_s": "first step (s)",
+                 "timing_wall_s": "timed wall time (s)", "timing_cold_s": "first (cold) step (s)",
                  "timing_compile_s": "compile time (s)"}
 
 
@@ -236,8 +242,8 @@ def method_table(df: pd.DataFrame) -> pd.DataFrame:
         if len(values):
             rows.append((what, f"min {values.min():.4g}, median {values.median():.4g}, "
                                f"max {values.max():.4g}", len(values)))
-    profiles = pd.Series([((n or {}).get("profile") or {}).get("profile_method")
-                          for n in df["nested"]] if "nested" in df else [], dtype=object)
+    profiles = pd.Series([p.get("profile_method") if isinstance(p, dict) else None
+                          for p in df["profile"]], dtype=object)
     for value, n in profiles.dropna().value_counts().items():
         rows.append(("per-layer profile", value, n))
     return pd.DataFrame(rows, columns=["what", "value", "results"])
@@ -256,8 +262,6 @@ def environment_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def failures_table(df: pd.DataFrame) -> pd.DataFrame:
     """Cases that were attempted and failed, with the recorded reason."""
-    if df.empty or "kind" not in df:
-        return pd.DataFrame()
-    failed = with_columns(df[(df["kind"] == "speed") & (df["status"] == "failed")], ["error"])
+    failed = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.FAILED)]
     failed = failed[["run", "case_id", "error"]].rename(columns={"case_id": "case"})
     return failed.reset_index(drop=True)

@@ -6,7 +6,7 @@ matched case by case without guessing.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 MODES = ("infer", "train")
 DEVICES = ("cpu", "cuda")
@@ -55,15 +55,14 @@ class Case:
 
     def key(self) -> dict:
         """The config fields as a JSON-ready dict (``input_shape`` as a list)."""
-        d = asdict(self)
+        d = {name: getattr(self, name) for name in FIELDS}
         d["input_shape"] = list(self.input_shape)
         return d
 
     @classmethod
     def from_key(cls, d: dict) -> Case:
-        names = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if k == "input_shape" else v)
-                      for k, v in d.items() if k in names})
+                      for k, v in d.items() if k in FIELDS})
 
     def unsupported_reason(self) -> str | None:
         """Why this combination is never run, whatever the hardware; None if it can run."""
@@ -72,3 +71,6 @@ class Case:
         if self.device == "cpu" and self.precision == "fp16":
             return "fp16 autocast is not benchmarked on CPU (no fast fp16 kernels); use bf16"
         return None
+
+
+FIELDS = tuple(f.name for f in fields(Case))

@@ -1,4 +1,4 @@
-"""Performance history: one series per case and environment, and the level shifts in it.
+"""One series per case and environment, and the level shifts in it (the analysis).
 
 Runs are grouped by environment (GPU, driver, torch, CUDA, CPU model, threads: numbers
 from different machines never share a series) and ordered by commit time (run time when
@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .compare.noise import device_noise
-from .compare.render import percent, seconds
-from .stats import normal_quantile
-from .compare.verdict import ENV_FIELDS
-from .errors import UserError
-from .results import load
-from .store import atomic_write_text, safe_name
+from ..compare.noise import device_noise
+from ..errors import UserError
+from ..results import load
+from ..schema import COMPARABLE_ENV, KIND, SAMPLES, STATUS, Kind, Status
+from ..stats import normal_quantile
 
 MIN_RUNS_FOR_NOISE = 4
 # Runs in a reference level before runs are judged against it (also after a shift).
@@ -48,8 +45,9 @@ class Options:
     window: int = 5
 
     def check(self) -> None:
-        if not 0 < self.threshold < 10:
-            raise UserError(f"--threshold must be a fraction > 0 (0.05 = 5%), not {self.threshold}")
+        if not 0 < self.threshold < 1:
+            raise UserError(f"--threshold must be a fraction in (0, 1) (0.05 = 5%), "
+                            f"not {self.threshold}")
         if not 0 < self.alpha < 0.5:
             raise UserError(f"--alpha must be between 0 and 0.5, not {self.alpha}")
         if self.persist < 1 or self.window < 1:
@@ -88,26 +86,26 @@ class Series:
 
 
 def env_label(row: pd.Series) -> str:
-    parts = [f"{name}={row.get(f'env_{name}')}" for name in ENV_FIELDS
+    parts = [f"{name}={row.get(f'env_{name}')}" for name in COMPARABLE_ENV
              if pd.notna(row.get(f"env_{name}"))]
     return ", ".join(parts) or "unknown environment"
 
 
 def build_series(df: pd.DataFrame) -> list[Series]:
     """One series per (environment, speed case) with at least one successful run."""
-    ok = df[(df.get("kind") == "speed") & (df.get("status") == "ok")
-            & (df["samples"].map(len) > 0)] if not df.empty else df
+    ok = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)
+            & (df[SAMPLES].map(len) > 0)] if not df.empty else df
     if ok.empty:
         return []
-    commit_time = pd.to_datetime(ok.get("commit_time"), utc=True, errors="coerce")
+    commit_time = pd.to_datetime(ok["commit_time"], utc=True, errors="coerce")
     ok = ok.assign(env=ok.apply(env_label, axis=1),
                    order_time=commit_time.fillna(ok["run_time"]))
     out = []
     for (env, case_id), rows in ok.groupby(["env", "case_id"], sort=True):
         rows = rows.sort_values(["order_time", "run_time", "run"])
-        q = np.array([np.quantile(s, [0.25, 0.5, 0.75]) for s in rows["samples"]])
-        commits = rows["commit_id"] if "commit_id" in rows else pd.Series(None, index=rows.index)
-        points = pd.DataFrame({"run": rows["run"].to_numpy(), "commit": commits.to_numpy(),
+        q = np.array([np.quantile(s, [0.25, 0.5, 0.75]) for s in rows[SAMPLES]])
+        points = pd.DataFrame({"run": rows["run"].to_numpy(),
+                               "commit": rows["commit_id"].to_numpy(),
                                "time": rows["order_time"].to_numpy(),
                                "q1": q[:, 0], "median": q[:, 1], "q3": q[:, 2]})
         out.append(Series(env, case_id, str(rows["device"].iloc[0]), points))
@@ -169,103 +167,3 @@ def history(paths, opts: Options = Options()) -> list[Series]:
     if not found:
         raise UserError(f"{' '.join(map(str, paths))}: no successful speed results to follow")
     return [detect(s, opts) for s in found]
-
-
-def trend_figure(series: Series):
-    """Run medians with their IQR, the levels and the shifts: what the rule saw."""
-    from matplotlib.figure import Figure
-
-    p = series.points
-    fig = Figure(figsize=(8, 3.6))
-    ax = fig.add_subplot()
-    x = np.arange(len(p))
-    ax.errorbar(x, p["median"] * 1e3, yerr=[(p["median"] - p["q1"]) * 1e3,
-                                            (p["q3"] - p["median"]) * 1e3],
-                fmt="o-", ms=4, lw=1, capsize=2, label="run median (IQR)")
-    for s in series.shifts:
-        color = "tab:red" if s.kind == "regression" else "tab:green"
-        ax.axvline(s.start - 0.5, color=color, ls="--", lw=1)
-        ax.axhline(s.before * 1e3, color="gray", lw=0.8, ls=":")
-        ax.annotate(f"{percent(s.ratio)}", (s.start, s.after * 1e3), color=color,
-                    textcoords="offset points", xytext=(4, 6))
-    labels = [str(c)[:7] if isinstance(c, str) and c else str(r)[:12]
-              for c, r in zip(p["commit"], p["run"])]
-    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("step time (ms)")
-    ax.set_title(f"{series.case_id}\n{series.env}", fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return fig
-
-
-def write_plots(series: list[Series], out: Path) -> dict[int, Path]:
-    """A PNG per series with a flagged shift, named by case and environment number;
-    ``{id(series): path}``."""
-    import matplotlib as mpl
-
-    envs = sorted({s.env for s in series})
-    paths = {}
-    with mpl.rc_context({"text.parse_math": False}):
-        for s in series:
-            if s.shifts:
-                path = out / f"{safe_name(s.case_id)}-env{envs.index(s.env)}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                trend_figure(s).savefig(path, dpi=100, bbox_inches="tight",
-                                              metadata={"Software": None})
-                paths[id(s)] = path
-    return paths
-
-
-def markdown(series: list[Series], opts: Options, plots: dict[int, Path]) -> str:
-    envs = sorted({s.env for s in series})
-    flagged = [s for s in series if s.shifts]
-    lines = [f"### Benchmark history: {'FAIL' if any(s.failing for s in series) else 'OK'}", "",
-             f"{len(series)} series in {len(envs)} environment(s); a level shift needs "
-             f"{opts.persist} consecutive runs beyond {opts.threshold:.0%} and the series' "
-             f"own noise (alpha {opts.alpha:g}).", ""]
-    if flagged:
-        lines += ["| case | environment | shift | at run | before | after | runs since | plot |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for s in flagged:
-            for sh in s.shifts:
-                run = s.points.iloc[sh.start]
-                plot = plots.get(id(s))
-                lines.append(f"| {s.case_id} | {s.env} | {sh.kind} {percent(sh.ratio)} | "
-                             f"{run['run']} ({_date(run['time'])}) | {seconds(sh.before)} | "
-                             f"{seconds(sh.after)} | "
-                             f"{len(s.points) - sh.start} | "
-                             f"{f'![plot]({plot.name})' if plot else ''} |")
-    else:
-        lines.append("No level shift.")
-    pending = [s.case_id for s in series if s.unconfirmed]
-    if pending:
-        lines += ["", f"Unconfirmed (only the newest run is out): {', '.join(pending)}"]
-    return "\n".join(lines) + "\n"
-
-
-def terminal(series: list[Series]) -> str:
-    """One line per flagged shift (and unconfirmed case), then the outcome."""
-    lines = []
-    for s in series:
-        for sh in s.shifts:
-            lines.append(f"{sh.kind:<11} {percent(sh.ratio):>7}  {s.case_id}  from run "
-                         f"{s.points['run'].iloc[sh.start]}"
-                         f"{'' if sh.recent else ' (older)'}  [{s.env}]")
-        if s.unconfirmed:
-            lines.append(f"{'unconfirmed':<11} {'':>7}  {s.case_id}  newest run only  [{s.env}]")
-    failing = sum(len(s.failing) for s in series)
-    lines.append(f"{len(series)} series; " + (f"FAIL: {failing} recent slowdown shift(s)"
-                                               if failing else "OK: no recent slowdown shift"))
-    return "\n".join(lines)
-
-
-def _date(value) -> str:
-    stamp = pd.Timestamp(value)
-    return "no date" if pd.isna(stamp) else f"{stamp:%Y-%m-%d %H:%M}"
-
-
-def write(series: list[Series], out: Path, opts: Options) -> Path:
-    plots = write_plots(series, out)
-    path = out / "history.md"
-    atomic_write_text(path, markdown(series, opts, plots))
-    return path

@@ -33,9 +33,9 @@ import gc
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +46,12 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import UserError
-from .store import atomic_write
-from .measure.case import Case
-from .measure.timer import TimingPolicy, warm_up
-from .measure.workload import Workload, autocast, build, math_mode, runtime_skip_reason
+from ..case import Case
+from ..errors import UserError
+from ..measure.device import synchronizer
+from ..measure.timer import TimingPolicy, warm_up
+from ..measure.workload import Workload, autocast, build, math_mode, runtime_skip_reason
+from ..store import atomic_write
 
 RANGE = "layer: "  # name prefix of the profiler range around each module call
 MODEL = "<model>"  # the range name of the model itself (its fqn is "")
@@ -74,11 +75,6 @@ class Profile:
                 "profile_method": self.method}
 
 
-def profile_tables(case: Case, steps: int = 3) -> dict:
-    """The JSON-ready tables of ``case`` (what the suite attaches to a timed case)."""
-    return profile_case(case, steps).tables()
-
-
 def profile_case(case: Case, steps: int = 3, trace: str | Path | None = None,
                  memory_timeline: str | Path | None = None, seed: int = 0) -> Profile:
     """Profile ``steps`` steps of ``case``; optionally write the Chrome trace and (CUDA) an
@@ -94,7 +90,7 @@ def profile_case(case: Case, steps: int = 3, trace: str | Path | None = None,
     with math_mode(case):
         work = build(case, seed=seed)
         layers, flops = _structure(work)
-        warmup_rounds = warm_up(work.step, TimingPolicy(), _sync(case))[0]
+        warmup_rounds = warm_up(work.step, TimingPolicy(), synchronizer(case.device))[0]
         timed = case.compile == "eager"
         with _module_ranges(work.model) if timed else contextlib.nullcontext():
             prof = _profiled_steps(work, steps)
@@ -196,10 +192,6 @@ def _new_bytes(args: tuple, output) -> int:
 
 # --- the profiled steps -------------------------------------------------------------
 
-def _sync(case: Case) -> Callable[[], None]:
-    return torch.cuda.synchronize if case.device == "cuda" else (lambda: None)
-
-
 @contextlib.contextmanager
 def _module_ranges(model: nn.Module) -> Iterator[None]:
     """Wrap every module call in a profiler range named ``RANGE + fqn``."""
@@ -234,7 +226,7 @@ def _profiled_steps(work: Workload, steps: int) -> profile:
     plan = schedule(wait=0, warmup=PROFILER_WARMUP_STEPS, active=steps, repeat=1)
     # acc_events: there is one cycle only; without it some torch versions warn about losing
     # events of earlier cycles.
-    sync = _sync(work.case)
+    sync = synchronizer(work.case.device)
     with _gc_paused(), profile(activities=activities, record_shapes=True, schedule=plan,
                                acc_events=True) as prof:
         for _ in range(PROFILER_WARMUP_STEPS + steps):
