@@ -1,3 +1,7 @@
-"""Measuring a case: identity, workloads, timer, FLOPs, memory, peak probe, environment.
+"""Measuring a case: workloads, the timer, FLOPs, memory, the peak probe, environment.
 
-Only ``case`` and ``presets`` are torch-free; import the rest where torch is wanted."""
+Everything here imports torch; the case identity (``resnets.case``), the result record
+(``resnets.schema``) and the presets (``resnets.presets``) are torch-free and live above.
+A new measurement of a case goes in ``runner.measure`` (after the timed rounds, which
+nothing may disturb) and lands in a ``schema.SpeedResult`` field.
+"""

@@ -1,5 +1,9 @@
 """Reference models. Knows nothing about measuring: build a model by name and that's all.
 
+A new model is a builder function decorated with ``@register(family, input_shape,
+num_classes)`` in one of these modules (or a new one imported below); its name is then
+known to every command, preset filter and report.
+
 >>> from resnets import models
 >>> m = models.create("resnet50", num_classes=10)
 >>> models.spec("resnet20").input_shape

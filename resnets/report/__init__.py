@@ -6,6 +6,10 @@ builder takes that frame and returns a DataFrame in display units; ``write_repor
 them all, with the plots, as ``index.html``, ``summary.md``, ``results.csv``,
 ``tables/`` and ``plots/``. Only pandas, numpy and matplotlib are imported, so a report
 can be made on a machine without torch.
+
+A new table is a function in ``tables.py`` plus a line in ``build.table_sections``; a new
+plot is a function in ``plots.py`` plus a line in ``PLOTS``. A new metric needs neither
+(``resnets.schema``).
 """
 from ..results import ResultsError, load
 from .build import write_report
