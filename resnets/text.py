@@ -74,7 +74,7 @@ _CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 def md(text) -> str:
     """``text`` made inert for Markdown (see the module docstring)."""
     one_line = " ".join(str(text).split())
-    return _MD_PUNCT.sub(lambda m: "\\" + m.group(0), html.escape(one_line, quote=True))
+    return _MD_PUNCT.sub(lambda m: "\\" + m.group(0), html.escape(one_line, quote=False))
 
 
 def csv_cell(value):
@@ -88,7 +88,9 @@ def csv_frame(df):
     """A copy of the DataFrame ``df`` with every text cell passed through ``csv_cell``."""
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        # Any column that can hold text: object, or pandas' string dtypes (whose kind is
+        # "O" or "T"), not numbers, booleans or times.
+        if out[col].dtype.kind not in "biufcmM":
             out[col] = out[col].map(csv_cell)
     out.columns = [csv_cell(str(c)) for c in out.columns]
     return out

@@ -1,0 +1,63 @@
+"""Child processes that never outlive their parent.
+
+``run`` starts a command in its own process group and, while it runs, passes SIGINT and
+SIGTERM on to the whole group (a CI cancellation signals only the parent; the benchmark it
+started must stop too), then waits for it. ``Interrupted`` is what the CLI raises for
+SIGTERM, as Python raises KeyboardInterrupt for SIGINT, so cleanup code runs either way.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+
+# What a shell reports for a process ended by a signal: 128 + the signal number.
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived (like KeyboardInterrupt for SIGINT)."""
+
+    exit_code = EXIT_CODES[signal.SIGTERM]
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into ``Interrupted`` in this process, so ``finally`` blocks run."""
+    def handler(signum, frame):
+        raise Interrupted()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def _forwarding(proc: subprocess.Popen, got: list):
+    def forward(signum, frame):
+        got.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    old = {s: signal.signal(s, forward) for s in EXIT_CODES}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def run(cmd: list[str], env: dict | None = None, grace_s: float = 30.0) -> tuple[int, int | None]:
+    """(exit code, the signal we passed on or None). After a signal the group gets
+    ``grace_s`` seconds to end, then SIGKILL."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    got: list[int] = []
+    with _forwarding(proc, got):
+        while True:
+            try:
+                code = proc.wait(timeout=grace_s if got else None)
+                break
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # anything the child left behind
+    return code, (got[0] if got else None)

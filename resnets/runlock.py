@@ -1,0 +1,50 @@
+"""One writer per run folder: a lock held for the whole run.
+
+Two runs writing one folder fight over the cores (so both measure nonsense) and
+overwrite each other's files; a ``--resume`` of a run that is still going does the same.
+``hold(run_dir)`` takes the folder's lock (``filelock``, an OS-level lock the kernel drops
+when its process dies, so a crashed run's lock is simply taken over) and records the
+holder's PID beside it, for the one-line refusal the second writer gets. ``resnets run``
+holds it for the pytest child it starts and says so in ``HELD_ENV``, so the child does not
+try to take it again.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import filelock
+
+from .errors import UserError
+
+LOCK = ".lock"
+OWNER = ".lock.pid"
+HELD_ENV = "RESNETS_RUN_LOCK_HELD"
+
+
+@contextlib.contextmanager
+def hold(run_dir: Path):
+    """Hold ``run_dir``'s lock while the block runs; ``UserError`` if another live
+    process holds it (a dead one's lock is taken over)."""
+    run_dir = Path(run_dir)
+    if os.environ.get(HELD_ENV) == str(run_dir.resolve()):
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(run_dir / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        try:
+            pid = (run_dir / OWNER).read_text().strip() or "?"
+        except OSError:
+            pid = "?"
+        raise UserError(f"{run_dir}: another run (PID {pid}) is writing this folder; wait for "
+                        "it to end, or use another --out") from None
+    try:
+        (run_dir / OWNER).write_text(str(os.getpid()))
+        yield
+    finally:
+        (run_dir / OWNER).unlink(missing_ok=True)
+        lock.release()

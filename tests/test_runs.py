@@ -1,0 +1,125 @@
+"""A run folder's life: one writer at a time, signals stop every child and keep what was
+done, a case that kills its process is recorded as crashed (not retried forever), and
+the peak probe runs once per run even with isolated workers."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_suite import FAST, pytest_run
+
+from resnets import runlock, store
+from resnets.schema import Status
+
+RUN = [sys.executable, "-m", "resnets", "run", "--models", "lenet", "--devices", "cpu",
+       "--no-convergence", "--no-report"]
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    run = tmp_path / "run"
+    with runlock.hold(run):
+        for extra in (["-o", str(run)], ["--resume", str(run)]):
+            r = subprocess.run([*RUN[:4], *extra], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 2, r.stderr
+            assert f"another run (PID {os.getpid()}) is writing this folder" in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_dead_holders_lock_is_taken_over(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from resnets import runlock\n"
+        f"with runlock.hold({str(run)!r}):\n    print('held', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    with runlock.hold(run):  # the kernel dropped the dead process's lock
+        assert (run / runlock.OWNER).read_text() == str(os.getpid())
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path, signum, code):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*RUN, "--time-budget", "1", "-o", str(run)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not list((run / "cases").glob("*.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert list((run / "cases").glob("*.json")), "no case finished in time"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert "finish with: resnets run --resume" in err and "Traceback" not in err
+    kept = sorted((run / "cases").glob("*.json"))
+    time.sleep(3)  # the pytest child and its workers are gone: nothing more is written
+    assert sorted((run / "cases").glob("*.json")) == kept
+    assert not list(run.rglob(".*.tmp"))
+    r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
+                        "--no-report"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(store.finished_case_ids(run)) == 8  # 2 modes x 2 formats x 2 precisions
+
+
+CRASH = ("from resnets.suite.plugin import *  # noqa\n"
+         "import os, signal\n"
+         "import resnets.measure.worker as worker\n"
+         "_measure = worker.measure_case\n"
+         "def measure_case(case, settings):\n"
+         "    if case.model == 'lenet_bn' and os.environ.get('CRASH'):\n"
+         "        os.kill(os.getpid(), signal.SIGKILL)\n"
+         "    return _measure(case, settings)\n"
+         "worker.measure_case = measure_case\n")
+
+
+def suite_in(tmp_path, *args, crash: bool):
+    (tmp_path / "conftest.py").write_text(CRASH)
+    (tmp_path / "test_s.py").write_text("from resnets.suite.speed import test_speed  # noqa\n")
+    env = {k: v for k, v in os.environ.items() if k != "CRASH"}
+    if crash:
+        env["CRASH"] = "1"
+    cmd = [sys.executable, "-m", "pytest", "test_s.py", "-p", "no:cacheprovider", "-c",
+           os.devnull, "--rootdir", str(tmp_path), "--benchmark-only", "-q", *FAST,
+           "--bench-modes", "infer", "--bench-models", "lenet,lenet_bn", "--bench-out", "run",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+
+
+def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(tmp_path):
+    r = suite_in(tmp_path, crash=True)
+    assert r.returncode != 0  # the process died mid-run
+    assert len(list((tmp_path / "run" / store.ATTEMPTS_DIR).glob("*.json"))) == 1
+    r = suite_in(tmp_path, crash=True)  # the resume: lenet_bn is not attempted again
+    assert r.returncode == 0, r.stdout[-2000:]
+    crashed = store.case_ids(tmp_path / "run", {Status.CRASHED})
+    assert crashed == {"lenet_bn-infer-cpu-contiguous-fp32-eager-bs64-1x28x28"}
+    doc = json.loads(store.case_path(tmp_path / "run", next(iter(crashed))).read_text())
+    assert "died while measuring it" in doc["benchmarks"][0]["extra_info"]["error"]
+    assert store.finished_case_ids(tmp_path / "run") == {
+        "lenet-infer-cpu-contiguous-fp32-eager-bs64-1x28x28"}
+    r = suite_in(tmp_path, "--bench-retry-crashed", crash=False)
+    assert r.returncode == 0 and "1 measured" in r.stdout, r.stdout[-2000:]
+    assert len(store.finished_case_ids(tmp_path / "run")) == 2
+
+
+def test_isolated_cases_reuse_the_runs_peak_probe(tmp_path):
+    r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet,lenet_bn", "--bench-modes", "infer",
+                   "--bench-isolate", "--bench-out", str(tmp_path / "run"))
+    assert r.returncode == 0 and "2 measured" in r.stdout, r.stdout[-2000:]
+    peaks = json.loads((tmp_path / "run" / "peaks.json").read_text())
+    assert list(peaks) == ["cpu/fp32"]
+    values = {json.loads(p.read_text())["benchmarks"][0]["extra_info"]["attainable_flops_per_s"]
+              for p in (tmp_path / "run" / "cases").glob("*.json")}
+    assert values == {peaks["cpu/fp32"]["attainable_flops_per_s"]}
+
+
+def test_run_state_says_whether_every_planned_case_was_attempted(tmp_path):
+    r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet", "--bench-modes", "infer",
+                   "--bench-out", str(tmp_path / "run"))
+    assert r.returncode == 0
+    state = json.loads((Path(tmp_path) / "run" / "run-state.json").read_text())
+    assert state["complete"] is True and state["planned"] == state["attempted"] == 1
