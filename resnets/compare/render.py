@@ -1,7 +1,10 @@
 """A comparison as a terminal table, as Markdown (PR comment, step summary) and as JSON.
 
 Every output leads with what decides the exit code: the counts per verdict and, when the
-environments differ, that the comparison gates nothing and why.
+environments differ, that the comparison gates nothing and why. The Markdown lists only
+the cases that need a reader (regressions, failures, noisy, improvements, new, missing)
+with their intervals; unchanged cases are a count. It stays under ``MAX_COMMENT``
+characters whatever the number of cases (GitHub refuses comments over 65,536).
 """
 from __future__ import annotations
 
@@ -9,7 +12,11 @@ from ..store import dumps
 from ..text import change, duration, markdown_table, md, text_table
 from .verdict import CaseResult, Comparison
 
-_COLUMNS = ("verdict", "case", "baseline", "candidate", "change", "interval", "p (U)", "notes")
+_COLUMNS = ("verdict", "case", "baseline", "candidate", "change", "interval", "p (Holm)",
+            "notes")
+MAX_COMMENT = 60_000
+# Marks the gate's PR comment, so the workflow edits its own comment and no other.
+MARKER = "<!-- resnets-gate -->"
 
 
 def _row(c: CaseResult) -> tuple[str, ...]:
@@ -17,16 +24,26 @@ def _row(c: CaseResult) -> tuple[str, ...]:
     if t is None:
         return (c.verdict, c.key, "", "", "", "", "", "; ".join(c.notes))
     return (c.verdict, c.key, duration(t.base_median), duration(t.cand_median), change(t.ratio),
-            f"{change(t.ci_low)} .. {change(t.ci_high)}", f"{t.p_value:.2g}",
+            f"{change(t.ci_low)} .. {change(t.ci_high)}", f"{t.p_adjusted:.2g}",
             "; ".join(c.notes))
 
 
 def headline(cmp: Comparison) -> str:
     counts = ", ".join(f"{n} {v}" for v, n in cmp.counts().items()) or "no cases"
     o = cmp.options
-    rule = (f"threshold {o.threshold:.0%}, alpha {o.alpha:g}, "
-            f"{1 - 2 * o.alpha:.0%} intervals include run-to-run shift")
+    rule = (f"threshold {o.threshold:.0%}, alpha {o.alpha:g} for the whole comparison "
+            f"(Holm), {1 - o.alpha:.0%} intervals include run-to-run shift")
     return f"{counts} ({rule})"
+
+
+def sensitivity(cmp: Comparison) -> str | None:
+    """What the comparison could have seen, from its own noise."""
+    found = cmp.detectable()
+    if found is None:
+        return None
+    median, worst = found
+    return (f"At this noise it would have flagged a slowdown of {median:.0%} or more in "
+            f"half of the timed cases, and of {worst:.0%} in every one (80% power).")
 
 
 def env_banner(cmp: Comparison) -> str | None:
@@ -47,33 +64,41 @@ def outcome(cmp: Comparison) -> str:
 
 
 def table(cmp: Comparison) -> str:
-    banner = env_banner(cmp)
-    return "\n".join([headline(cmp), *([banner] if banner else []), "",
-                      text_table(_COLUMNS, [_row(c) for c in cmp.cases]), "", outcome(cmp)])
+    banner, sens = env_banner(cmp), sensitivity(cmp)
+    return "\n".join([headline(cmp), *([banner] if banner else []), *([sens] if sens else []),
+                      "", text_table(_COLUMNS, [_row(c) for c in cmp.cases]), "",
+                      outcome(cmp)])
 
 
-def markdown(cmp: Comparison) -> str:
-    """Changed cases in a table; unchanged ones folded away, so a PR comment stays short."""
-    def md_table(cases):
-        return [markdown_table(_COLUMNS, [_row(c) for c in cases])]
-
-    changed = [c for c in cmp.cases if c.verdict != "unchanged"]
-    same = [c for c in cmp.cases if c.verdict == "unchanged"]
-    lines = [f"### Benchmark comparison: {outcome(cmp)}", "",
-             f"Baseline {md(', '.join(cmp.baseline))} vs candidate "
-             f"{md(', '.join(cmp.candidate))}: {md(headline(cmp))}.", ""]
-    banner = env_banner(cmp)
+def markdown(cmp: Comparison, limit: int = MAX_COMMENT, intro=()) -> str:
+    """The PR comment: the outcome, what was compared (``intro`` lines first), and the
+    cases that need a reader."""
+    shown = [c for c in cmp.cases if c.verdict != "unchanged"]
+    same = len(cmp.cases) - len(shown)
+    head = [MARKER, f"### Benchmark comparison: {outcome(cmp)}", "",
+            *(f"{md(line)}\n" for line in intro),
+            f"Baseline {md(', '.join(cmp.baseline))} vs candidate "
+            f"{md(', '.join(cmp.candidate))}: {md(headline(cmp))}.", ""]
+    banner, sens = env_banner(cmp), sensitivity(cmp)
     if banner:
-        lines += [f"> **Warning:** {md(banner)}", ""]
-    if changed:
-        lines += [*md_table(changed), ""]
-    if same:
-        lines += [f"<details><summary>{len(same)} unchanged</summary>", "", *md_table(same), "",
-                  "</details>", ""]
-    lines.append("_change: candidate vs baseline median step time (+ = slower); a "
-                 "regression needs the change beyond the threshold, p < alpha and the "
-                 "interval clear of 0._")
-    return "\n".join(lines) + "\n"
+        head += [f"> **Warning:** {md(banner)}", ""]
+    if sens:
+        head += [md(sens), ""]
+    tail = [f"{same} case(s) unchanged." if same else "",
+            "", "_change: candidate vs baseline median step time (+ = slower); a regression "
+            "needs the change beyond the threshold and p (Holm) below alpha._", ""]
+    body = markdown_table(_COLUMNS, [_row(c) for c in shown]) if shown else ""
+    if len("\n".join(head + [body] + tail)) > limit:
+        rows, budget = [], limit - len("\n".join(head + tail)) - 400
+        for c in shown:
+            line = markdown_table(_COLUMNS, [_row(c)]).splitlines()[-1]
+            if sum(len(r) + 1 for r in rows) + len(line) > budget:
+                break
+            rows.append(line)
+        body = "\n".join(markdown_table(_COLUMNS, []).splitlines() + rows)
+        body += (f"\n\n_{len(shown) - len(rows)} more case(s) not listed here for length: "
+                 "see compare.json in the run's artifact._")
+    return "\n".join(head + ([body, ""] if body else []) + tail)
 
 
 def to_json(cmp: Comparison) -> str:

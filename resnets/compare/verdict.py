@@ -25,8 +25,9 @@ from ..schema import (
     Status,
     metrics,
 )
-from .noise import prior_sigma, repeat_sigma
-from .significance import bootstrap_medians, mann_whitney
+from ..stats import normal_quantile
+from .noise import BUSY_CORES, paired_sigma, prior_sigma, repeat_sigma
+from .significance import holm, median_se, paired_blocks, z_test
 
 # Deterministic per-case metrics (the schema's gate): any change counts / a change beyond
 # the threshold counts.
@@ -38,15 +39,16 @@ VERDICTS = ("failed", "regression", "noisy", "improvement", "new", "missing", "u
 _PRECEDENCE = ("regression", "noisy", "improvement", "unchanged")
 
 
+POWER = 0.8  # the detection probability behind "would have flagged >= X%"
+
+
 @dataclass(frozen=True)
 class Options:
-    alpha: float = 0.01
+    alpha: float = 0.01                # family-wise: the chance of any false alarm
     threshold: float = 0.05
     noise: float | None = None         # per-run level-shift floor; None: the device's
-    resamples: int = 2000
     allow_env_mismatch: bool = False
     fail_on_missing: bool = False      # both sides ran the same selection: absent = broken
-    seed: int = 0
 
     def check(self) -> None:
         if not 0 < self.alpha < 0.5:
@@ -56,8 +58,6 @@ class Options:
                             f"not {self.threshold}")
         if self.noise is not None and not 0 <= self.noise < 1:
             raise UserError(f"--noise must be a fraction in [0, 1) (0.02 = 2%), not {self.noise}")
-        if self.resamples < 100:
-            raise UserError(f"--resamples must be >= 100, not {self.resamples}")
 
 
 @dataclass
@@ -65,14 +65,28 @@ class TimingChange:
     base_median: float       # seconds per step (geometric mean of run medians if repeats)
     cand_median: float
     ratio: float             # candidate / baseline: 1.10 = 10% slower
-    ci_low: float            # 1-2*alpha interval of the ratio, run-to-run shift included:
-    ci_high: float           # each end is a one-sided alpha bound
-    p_value: float           # Mann-Whitney U, two-sided, all steps of each side
-    sigma: float             # per-run level shift assumed (relative)
+    se: float                # standard error of log(ratio), run-to-run shift included
+    p_value: float           # two-sided, this case alone
+    sigma: float             # per-run (or per-pair) level shift assumed, relative
     base_rounds: int
     cand_rounds: int
-    base_runs: int
+    base_runs: int           # runs (or process pairs, when paired) on each side
     cand_runs: int
+    paired: bool             # timed in alternating blocks beside the other side
+    busy: float | None       # most cores busy with other work while either side ran
+    p_adjusted: float = 1.0  # Holm-adjusted over every timed case of the comparison
+    ci_low: float = 0.0      # 1 - alpha interval of the ratio (this case alone)
+    ci_high: float = 0.0
+    detectable: float = 0.0  # slowdown found with 80% probability at this noise
+
+    def finish(self, alpha: float, threshold: float, cases: int) -> None:
+        """Interval and detectable change, once the number of cases is known."""
+        z = normal_quantile(1 - alpha / 2)
+        d = math.log(self.ratio)
+        self.ci_low, self.ci_high = math.exp(d - z * self.se), math.exp(d + z * self.se)
+        strictest = normal_quantile(1 - alpha / (2 * max(1, cases)))
+        self.detectable = max(threshold,
+                              math.exp((strictest + normal_quantile(POWER)) * self.se) - 1)
 
 
 @dataclass
@@ -83,6 +97,7 @@ class CaseResult:
     gates: bool = False      # counts toward exit code 1 (when environments match)
     timing: TimingChange | None = None
     notes: list[str] = field(default_factory=list)
+    metric_verdicts: list[str] = field(default_factory=list)  # from params, FLOPs, memory
 
 
 @dataclass
@@ -105,6 +120,11 @@ class Comparison:
     def exit_code(self) -> int:
         return 1 if self.gated else 0
 
+    def detectable(self) -> tuple[float, float] | None:
+        """(median, largest) change the timed cases could have flagged, or None."""
+        found = sorted(c.timing.detectable for c in self.cases if c.timing)
+        return (found[len(found) // 2], found[-1]) if found else None
+
     def counts(self) -> dict[str, int]:
         return {v: n for v in VERDICTS if (n := sum(c.verdict == v for c in self.cases))}
 
@@ -120,6 +140,7 @@ class Comparison:
 def load_side(paths, label: str) -> pd.DataFrame:
     df = load(paths)
     where = f"{label} {' '.join(map(str, paths))}"
+    df = df[df[STATUS] != Status.SKIPPED] if not df.empty else df  # a skip is no result
     if df.empty:
         raise UserError(f"{where}: no benchmark results in it")
     blind = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)
@@ -152,7 +173,6 @@ def environment_diff(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[
 def compare(base_paths, cand_paths, options: Options = Options()) -> Comparison:
     options.check()
     base, cand = load_side(base_paths, "baseline"), load_side(cand_paths, "candidate")
-    rng = np.random.default_rng(options.seed)
     cases = []
     for key in sorted(set(base["key"]) | set(cand["key"])):
         b, c = base[base["key"] == key], cand[cand["key"] == key]
@@ -164,28 +184,28 @@ def compare(base_paths, cand_paths, options: Options = Options()) -> Comparison:
         elif (c[KIND] == Kind.CONVERGENCE).all():
             cases.append(_convergence(key, b, c, options))
         else:
-            cases.append(_speed(key, b, c, options, rng))
+            cases.append(_speed(key, b, c, options))
+    _judge_timings(cases, options)
     cases.sort(key=lambda r: (VERDICTS.index(r.verdict), r.key))
     return Comparison(sorted(base["run"].unique()), sorted(cand["run"].unique()), options,
                       cases, environment_diff(base, cand))
 
 
-def _ok_runs(rows: pd.DataFrame) -> list[np.ndarray]:
-    ok = rows[(rows[STATUS] == Status.OK) & (rows[SAMPLES].map(len) > 0)]
-    return [np.asarray(s, dtype=float) for s in ok.sort_values("run_time")[SAMPLES]]
+def _ok(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[(rows[STATUS] == Status.OK) & (rows[SAMPLES].map(len) > 0)].sort_values(
+        "run_time")
 
 
-def _speed(key: str, b: pd.DataFrame, c: pd.DataFrame, opts: Options, rng) -> CaseResult:
-    base_runs, cand_runs = _ok_runs(b), _ok_runs(c)
-    if not cand_runs:
+def _speed(key: str, b: pd.DataFrame, c: pd.DataFrame, opts: Options) -> CaseResult:
+    base_ok, cand_ok = _ok(b), _ok(c)
+    if cand_ok.empty:
         error = next((e for e in c["error"].dropna()), "no samples")
-        return CaseResult(key, Kind.SPEED, "failed", gates=bool(base_runs),
+        return CaseResult(key, Kind.SPEED, "failed", gates=not base_ok.empty,
                           notes=[f"candidate failed: {error}"])
-    if not base_runs:
+    if base_ok.empty:
         return CaseResult(key, Kind.SPEED, "new", notes=["failed in the baseline"])
-    timing = timing_change(base_runs, cand_runs, opts, rng, str(c["device"].iloc[0]))
-    verdicts = [timing_verdict(timing, opts)]
-    notes = []
+    timing = timing_change(base_ok, cand_ok, opts, str(c["device"].iloc[0]))
+    notes, verdicts = [], []
     for metric in (*EXACT_METRICS, *THRESHOLD_METRICS):
         old, new = _latest(b, metric), _latest(c, metric)
         if old is None or new is None or old == new:
@@ -195,9 +215,8 @@ def _speed(key: str, b: pd.DataFrame, c: pd.DataFrame, opts: Options, rng) -> Ca
         if abs(change) > tolerance:
             verdicts.append("regression" if change > 0 else "improvement")
             notes.append(f"{metric} {old:,.0f} -> {new:,.0f} ({change:+.1%})")
-    verdict = next(v for v in _PRECEDENCE if v in verdicts)
-    return CaseResult(key, Kind.SPEED, verdict, gates=verdict == "regression", timing=timing,
-                      notes=notes)
+    return CaseResult(key, Kind.SPEED, "unchanged", timing=timing, notes=notes,
+                      metric_verdicts=verdicts)
 
 
 def _latest(rows: pd.DataFrame, metric: str) -> float | None:
@@ -207,36 +226,76 @@ def _latest(rows: pd.DataFrame, metric: str) -> float | None:
     return float(values.iloc[-1]) if len(values) else None
 
 
-def timing_change(base_runs: list, cand_runs: list, opts: Options, rng,
+def _busy(rows: pd.DataFrame) -> float | None:
+    values = pd.to_numeric(rows["timing_other_cores"], errors="coerce").dropna()
+    return float(values.max()) if len(values) else None
+
+
+def timing_change(base: pd.DataFrame, cand: pd.DataFrame, opts: Options,
                   device: str) -> TimingChange:
-    """Ratio of the candidate's level to the baseline's, its interval and the U test.
+    """The change of a case's level (log median step time) from baseline to candidate,
+    with its standard error. Paired runs (both sides share ``pair`` ids) are compared
+    block by block within each pair; other runs as independent runs, each shifted by
+    the noise model's run-to-run sigma (``noise``)."""
+    pairs = sorted(set(base["pair"].dropna()) & set(cand["pair"].dropna()))
+    busy = max([v for v in (_busy(base), _busy(cand)) if v is not None], default=None)
+    levels = [float(np.mean([np.log(np.median(s)) for s in rows[SAMPLES]]))
+              for rows in (base, cand)]
+    rounds = [int(sum(map(len, rows[SAMPLES]))) for rows in (base, cand)]
+    if pairs:
+        diffs, within = [], []
+        for pair in pairs:
+            b = base[base["pair"] == pair].iloc[-1]
+            c = cand[cand["pair"] == pair].iloc[-1]
+            d, se, _ = paired_blocks(b[SAMPLES], b["blocks"] or [len(b[SAMPLES])],
+                                     c[SAMPLES], c["blocks"] or [len(c[SAMPLES])])
+            diffs.append(d)
+            within.append(se)
+        prior = paired_sigma(device, math.sqrt(float(np.mean(np.square(within)))), opts.noise)
+        sigma = repeat_sigma(prior, [], spread=diffs)
+        d = float(np.mean(diffs))
+        se = math.sqrt((sigma ** 2 + float(np.mean(np.square(within)))) / len(pairs))
+        runs = (len(pairs), len(pairs))
+    else:
+        base_runs, cand_runs = list(base[SAMPLES]), list(cand[SAMPLES])
+        prior = prior_sigma([*base_runs, *cand_runs], device, opts.noise)
+        sigma = repeat_sigma(prior, [base_runs, cand_runs])
+        d = levels[1] - levels[0]
+        se = math.sqrt(sum((sigma ** 2 + float(np.mean([median_se(r) ** 2 for r in runs])))
+                           / len(runs) for runs in (base_runs, cand_runs)))
+        runs = (len(base_runs), len(cand_runs))
+    return TimingChange(math.exp(levels[0]), math.exp(levels[1]), math.exp(d), se,
+                        z_test(d, se), sigma, rounds[0], rounds[1], runs[0], runs[1],
+                        bool(pairs), busy)
 
-    A side's level is the geometric mean of its runs' medians. The interval is a
-    percentile bootstrap of the ratio where each draw resamples every run's steps and
-    shifts every run's level by N(0, sigma^2) on log time (see ``noise``); its ends are
-    the alpha and 1-alpha quantiles, so each is a one-sided bound at level alpha."""
-    prior = prior_sigma([*base_runs, *cand_runs], device, opts.noise)
-    sigma = repeat_sigma(prior, [base_runs, cand_runs])
-    levels, draws = [], []
-    for runs in (base_runs, cand_runs):
-        levels.append(float(np.mean([np.log(np.median(r)) for r in runs])))
-        boot = np.mean([np.log(bootstrap_medians(r, opts.resamples, rng)) for r in runs], axis=0)
-        draws.append(boot + rng.normal(0.0, sigma / math.sqrt(len(runs)), opts.resamples))
-    low, high = np.quantile(draws[1] - draws[0], [opts.alpha, 1 - opts.alpha])
-    test = mann_whitney(np.concatenate(base_runs), np.concatenate(cand_runs))
-    return TimingChange(math.exp(levels[0]), math.exp(levels[1]), math.exp(levels[1] - levels[0]),
-                  math.exp(low), math.exp(high), test.p, sigma, sum(map(len, base_runs)),
-                  sum(map(len, cand_runs)), len(base_runs), len(cand_runs))
 
-
-def timing_verdict(t: TimingChange, opts: Options) -> str:
+def timing_verdict(t: TimingChange, opts: Options) -> tuple[str, str | None]:
+    """(verdict, why it is not a regression or improvement, if it is "noisy")."""
     slower, faster = t.ratio > 1 + opts.threshold, t.ratio < 1 / (1 + opts.threshold)
     if not (slower or faster):
-        return "unchanged"
-    significant = t.p_value < opts.alpha and (t.ci_low > 1 if slower else t.ci_high < 1)
-    if not significant:
-        return "noisy"
-    return "regression" if slower else "improvement"
+        return "unchanged", None
+    if t.busy is not None and t.busy > BUSY_CORES and not t.paired:
+        return "noisy", f"measured while other work kept {t.busy:.1f} cores busy"
+    if t.p_adjusted >= opts.alpha:
+        why = (f"p {t.p_value:.2g}, {t.p_adjusted:.2g} after Holm's correction for every "
+               f"case; the noise allows {t.detectable:.0%}")
+        return "noisy", why
+    return ("regression" if slower else "improvement"), None
+
+
+def _judge_timings(cases: list, opts: Options) -> None:
+    """Holm over every timed case, then each case's verdict from its timing and its
+    deterministic metrics (a metric change stands whatever the timing says)."""
+    timed = [c for c in cases if c.timing is not None]
+    for c, p in zip(timed, holm([c.timing.p_value for c in timed])):
+        c.timing.p_adjusted = p
+        c.timing.finish(opts.alpha, opts.threshold, len(timed))
+        verdict, why = timing_verdict(c.timing, opts)
+        if why:
+            c.notes.insert(0, why)
+        ranked = [verdict, *c.metric_verdicts]
+        c.verdict = next(v for v in _PRECEDENCE if v in ranked)
+        c.gates = c.verdict == "regression"
 
 
 def _convergence(key: str, b: pd.DataFrame, c: pd.DataFrame, opts: Options) -> CaseResult:

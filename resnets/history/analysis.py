@@ -161,8 +161,11 @@ def _out_run(levels: np.ndarray, i: int, ref: float, band: float, limit: int) ->
 
 
 def history(paths, opts: Options = Options()) -> list[Series]:
+    """The series in ``paths``; runs that stopped short (their run-state says not every
+    planned case was attempted) are left out: their cases may come from a broken run."""
     opts.check()
     df = load(paths)
+    df = df[df["run_complete"].ne(False)] if not df.empty else df
     found = build_series(df)
     if not found:
         raise UserError(f"{' '.join(map(str, paths))}: no successful speed results to follow")

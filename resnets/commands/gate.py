@@ -1,0 +1,98 @@
+"""The pull-request regression gate: merge-base against head, timed paired; exit 1 on a regression.
+
+Checks out the merge-base of --base and --head (default: origin/main and HEAD of the
+repository here) as git worktrees, or takes two source folders (--base-src, --head-src),
+then times every case of the preset (default: gate) on both versions side by side, in
+alternating blocks, both versions in one worker process (so the machine's drift lands on
+both), repeats in fresh pairs the cases whose noise would hide a slowdown of twice
+--threshold and those beyond it that only one pair has seen (--repeats auto, at most 3
+passes), and compares: Holm's correction keeps the chance of any false alarm in
+the whole gate at --alpha. Writes -o DIR: base/ and head/ run folders, compare.md (the PR
+comment body, under 60,000 characters), compare.json and gate.json. Exit codes: 0 no
+regression, 1 regression (or a case that newly fails), 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .. import options
+
+
+def _repeats(text: str):
+    if text == "auto":
+        return text
+    value = options.positive_int(text)
+    if value > 3:
+        raise options.Invalid(f"at most 3 passes, not {value}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("what to compare")
+    src.add_argument("--repo", type=Path, default=Path("."), metavar="DIR",
+                     help="git repository holding both versions (default: here)")
+    src.add_argument("--base", default="origin/main", metavar="REF",
+                     help="the branch the PR goes into; its merge-base with --head is "
+                          "measured (default origin/main)")
+    src.add_argument("--head", default="HEAD", metavar="REF", help="the PR's head (default HEAD)")
+    src.add_argument("--base-src", type=Path, metavar="DIR",
+                     help="use this checkout as the baseline instead of a worktree")
+    src.add_argument("--head-src", type=Path, metavar="DIR",
+                     help="use this checkout as the candidate instead of a worktree")
+    src.add_argument("--base-python", metavar="PY",
+                     help="Python with the baseline's dependencies (default: this one)")
+    src.add_argument("--head-python", metavar="PY",
+                     help="Python with the candidate's dependencies (default: this one)")
+    preset, *matrix = options.MATRIX
+    options.add_options(p.add_argument, "--", [
+        replace(preset, default="gate", help="case matrix preset (default gate)"),
+        *matrix, *options.TIMING, *options.GATE])
+    p.add_argument("--repeats", type=_repeats, default="auto", metavar="auto|N",
+                   help="passes over the cases: auto (from the measured noise, at most 3) "
+                        "or 1-3 (default auto)")
+    p.add_argument("--blocks", type=options.positive_int, default=10, metavar="N",
+                   help="alternating blocks per side and case (default 10)")
+    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+                   help="output folder (default reports/gate-<UTC time>)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .. import gate, presets, store
+    from ..compare import Options
+    from ..errors import UserError
+    from ..measure.runner import Settings
+    from ..measure.timer import TimingPolicy
+
+    out = args.out or store.default_out("gate")
+    gate.check_empty(out)
+    selection = presets.Selection.from_options(vars(args))
+    cases = selection.cases()
+    if not cases:
+        raise UserError("the filters select no case")
+    budget = args.time_budget or presets.PRESETS[args.preset]["budget_s"]
+    settings = Settings(policy=TimingPolicy(budget_s=budget, rel_ci=args.rel_ci,
+                                            min_rounds=args.min_rounds),
+                        threads=args.threads, flush_denormal=not args.no_flush_denormal)
+    made, commits = [], {}
+    sources = {"base": args.base_src, "head": args.head_src}
+    try:
+        if sources["base"] is None or sources["head"] is None:
+            trees = gate.worktrees(args.repo, args.base, args.head, out / "src")
+            made = [folder for folder, _ in trees.values()]
+            for side, (folder, sha) in trees.items():
+                sources[side] = sources[side] or folder
+                commits[side] = sha
+        result = gate.run_gate(
+            cases, settings, sources, out,
+            Options(alpha=args.alpha, threshold=args.threshold),
+            pythons={"base": args.base_python, "head": args.head_python},
+            repeats=args.repeats, blocks=args.blocks, commits=commits,
+            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    finally:
+        gate.remove_worktrees(args.repo, made)
+    print(f"resnets gate: {out / 'compare.md'} ({result.seconds / 60:.1f} min)",
+          file=sys.stderr)
+    return result.comparison.exit_code

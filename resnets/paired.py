@@ -1,0 +1,306 @@
+"""Paired A/B timing: two versions of the code measured side by side, block by block.
+
+Why. On a shared machine a case's median moves between separate runs of unchanged code
+far more than its steps scatter within a run: on the 2-core VM, LeNet inference (batch
+64, 2 threads) read 1.31-2.08 ms in six runs minutes apart (sd of log medians 0.21) and
+ResNet-18 inference 18.1-23.4 ms (0.10); an in-run matmul or conv-net reference cancelled
+little of it (LeNet 0.18 after normalising). Two processes timing the same case in
+alternating blocks cancel the machine's drift, but each process draws its own level
+(fresh processes against one reference process: sd 0.03-0.09 of log ratios; ResNet-20
+bf16 ran 32 ms in one and 42 ms in the other, steadily); two builds of the same case in
+*one* process, timed in alternating blocks, differed by sd 0.006-0.03.
+
+How. So both versions are timed in one process: a pair worker (``python -m
+resnets.paired``, this version's code) imports each side's ``resnets`` package from its
+source folder under its own name (``resnets_base``, ``resnets_head``; the package uses
+only relative imports, so each copy uses its own models, workloads and timer) and, for
+each case, builds and warms up both sides' workloads, then times ``blocks`` blocks of
+``block_s`` seconds each, in ABBA order (the first side alternating from case to case),
+so drift lands on both. Sides that need different Python environments (a PR that
+changes dependencies) run as two processes instead (``Side``), which cancels drift but
+not the processes' own levels; the noise model allows for that. Data-parallel cases
+cannot share a process: each side runs its own torchrun, one after the other, and the
+two are compared unpaired. Either way each side's
+record is a normal ``SpeedResult`` (its blocks kept in ``blocks``) with the same ``pair``
+id, written into that side's run folder.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .case import Case
+from .errors import UserError
+from .measure.load import Snapshot, other_cores
+from .schema import Env, SpeedResult, Status, from_dict
+
+DEFAULT_BLOCKS = 10        # per side and case
+SIDES = ("base", "head")
+
+
+class SideDied(Exception):
+    """A worker process ended or answered nonsense; the message says how."""
+
+
+def import_side(src: Path | None, name: str):
+    """The ``resnets`` package in ``src`` imported as ``resnets_<name>`` (this process's
+    own ``resnets`` when ``src`` is None)."""
+    if src is None:
+        return importlib.import_module("resnets")
+    alias = f"resnets_{name}"
+    package = Path(src) / "resnets"
+    if not (package / "__init__.py").is_file():
+        raise UserError(f"{src}: no resnets package there (no resnets/__init__.py)")
+    spec = importlib.util.spec_from_file_location(alias, package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Local:
+    """A side imported into this process: commands go to its own ``Session``."""
+
+    def __init__(self, name: str, src: Path | None):
+        self.name = name
+        package = import_side(src, name)
+        self.session = importlib.import_module(f"{package.__name__}.measure.worker").Session()
+
+    def ask(self, cmd: dict) -> dict:
+        return self.session.handle(cmd)
+
+
+@dataclass
+class Side:
+    """A side in its own worker process: its source folder (first on the worker's path;
+    None for the installed one) and the Python that runs it."""
+
+    name: str
+    src: Path | None = None
+    python: str = sys.executable
+    log: Path | None = None
+    module: str = "resnets.measure.worker"
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        if self.src is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.src),
+                                                              env.get("PYTHONPATH")]))
+        err = open(self.log, "a") if self.log else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen([self.python, "-m", self.module, "--serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, text=True, env=env)
+        except OSError as exc:
+            raise UserError(f"{self.name}: cannot start {self.python} ({exc.strerror})") from None
+        finally:
+            if self.log:
+                err.close()
+
+    def ask(self, cmd: dict) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError, ValueError):
+            line = ""
+        if not line:
+            code = self.proc.poll() if self.proc else None
+            raise SideDied(f"the {self.name} worker ended (exit {code}); see "
+                           f"{self.log or 'its stderr'}")
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise SideDied(f"the {self.name} worker answered {line[:80]!r}") from None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def block_plan(settings, blocks: int = DEFAULT_BLOCKS) -> tuple[int, float]:
+    """(blocks per side, seconds per block): the run's time budget per case, split."""
+    return blocks, max(0.02, settings.policy.budget_s / blocks)
+
+
+def measure_pair(case: Case, settings, sides, pair: str, blocks: int = DEFAULT_BLOCKS,
+                 first: int = 0) -> dict[str, tuple]:
+    """Both sides' results of ``case``: ``{side name: ("ok", record) | ("skipped" |
+    "failed", reason)}``. ``sides`` are two objects with ``name`` and ``ask(command)``
+    (``Local`` or ``Side``); ``first`` is the side that times the first block."""
+    start = {"op": "start", "case": case.key(), "settings": settings.to_dict()}
+    replies = {s.name: s.ask(start) for s in sides}
+    out: dict[str, tuple] = {}
+    for s in sides:
+        r = replies[s.name]
+        if r.get("outcome") != "ready":
+            out[s.name] = (r.get("outcome", "failed"), r.get("reason", "no reason"))
+    if out:  # a side that cannot run the case: the other has nothing to pair with
+        for s in sides:
+            if s.name not in out:
+                s.ask({"op": "drop"})
+                other = next(x.name for x in sides if x is not s)
+                out[s.name] = ("skipped", f"the {other} side could not run it: {out[other][1]}")
+        return out
+    n, block_s = block_plan(settings, blocks)
+    order = [sides[first], sides[1 - first]]
+    own_cpu, snap0 = 0.0, Snapshot.now()
+    for i in range(n):
+        for s in (order if i % 2 == 0 else order[::-1]):
+            r = s.ask({"op": "block", "seconds": block_s, "min_steps": 1})
+            if "samples" not in r:
+                for x in sides:
+                    x.ask({"op": "drop"})
+                return {x.name: ("failed", f"{s.name} side: {r.get('reason')}") for x in sides}
+            own_cpu += r["cpu_s"]
+    others, steal = other_cores(snap0, Snapshot.now(), own_cpu)
+    where = ("in one process" if all(isinstance(s, Local) for s in sides)
+             else "one process per side")
+    timing = {"pairing": f"paired with the other side ({where}): {n} blocks of "
+                         f"{block_s:.3g} s each in ABBA order, '{order[0].name}' first",
+              "other_cores": others, "steal_cores": steal}
+    for s in sides:
+        r = s.ask({"op": "finish", "timing": timing})
+        if r.get("outcome") != "ok":
+            out[s.name] = ("failed", r.get("reason", "no reason"))
+            continue
+        record = from_dict(r["record"], r["samples"])
+        record.pair = pair
+        out[s.name] = ("ok", record)
+    return out
+
+
+def serve(lines, write) -> None:
+    """The pair worker: ``{"op": "sides", "sources": {side: folder or null}}`` first (it
+    answers where each side's ``resnets`` came from), then ``{"op": "case", "case",
+    "settings", "pair", "blocks", "first"}`` per case (it answers ``{side: {"outcome",
+    "record", "samples"} | {"outcome", "reason"}}``)."""
+    from .measure.runner import Settings
+
+    sides = None
+    for line in lines:
+        cmd = json.loads(line)
+        if cmd["op"] == "sides":
+            sides = [Local(name, Path(src) if src else None)
+                     for name, src in cmd["sources"].items()]
+            out = {s.name: s.ask({"op": "hello"})["resnets"] for s in sides}
+        else:
+            results = measure_pair(Case.from_key(cmd["case"]),
+                                   Settings.from_dict(cmd["settings"]), sides, cmd["pair"],
+                                   cmd["blocks"], cmd["first"])
+            out = {name: ({"outcome": "ok", "record": value.to_dict(),
+                           "samples": value.samples} if status == "ok"
+                          else {"outcome": status, "reason": value})
+                   for name, (status, value) in results.items()}
+        write(json.dumps(out, allow_nan=False) + "\n")
+
+
+class Pairer:
+    """Measures cases on both sides: in one pair-worker process (``same_process``) or in
+    one worker process per side. Workers that die are restarted for the next case."""
+
+    def __init__(self, sources: dict[str, Path | None], pythons: dict[str, str | None],
+                 logs: Path | None = None):
+        self.sources = sources
+        py = self.pythons = {k: v or sys.executable for k, v in pythons.items()}
+        self.same_process = py["base"] == py["head"]
+        log = (lambda name: logs / f"{name}.log") if logs else (lambda name: None)
+        if self.same_process:
+            self.workers = [Side("pair", python=py["base"], log=log("pair-worker"),
+                                 module="resnets.paired")]
+        else:
+            self.workers = [Side(name, sources[name], py[name], log(f"{name}-worker"))
+                            for name in SIDES]
+        self.imported: dict[str, str] = {}
+
+    def start(self) -> dict[str, str]:
+        """(Re)start the workers; ``{side: where its resnets came from}``."""
+        self.close()
+        if self.same_process:
+            worker = self.workers[0]
+            worker.start()
+            self.imported = worker.ask({"op": "sides", "sources": {
+                k: str(v) if v else None for k, v in self.sources.items()}})
+        else:
+            for w in self.workers:
+                w.start()
+            self.imported = {w.name: w.ask({"op": "hello"})["resnets"] for w in self.workers}
+        return self.imported
+
+    def measure(self, case: Case, settings, pair: str, blocks: int, first: int):
+        if case.strategy != "none":  # torchrun per side, one after the other: unpaired
+            from .measure.distributed import launch
+
+            order = [SIDES[first], SIDES[1 - first]]
+            return {name: launch(case, settings, python=self.pythons[name],
+                                 src=self.sources[name]) for name in order}
+        if not all(w.alive() for w in self.workers):
+            self.start()
+        if not self.same_process:
+            return measure_pair(case, settings, self.workers, pair, blocks, first)
+        reply = self.workers[0].ask({"op": "case", "case": case.key(),
+                                     "settings": settings.to_dict(), "pair": pair,
+                                     "blocks": blocks, "first": first})
+        return {name: ("ok", from_dict(r["record"], r["samples"])) if r["outcome"] == "ok"
+                else (r["outcome"], r["reason"]) for name, r in reply.items()}
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
+def failed_record(case: Case, reason: str) -> SpeedResult:
+    return SpeedResult(case=case, status=Status.FAILED, error=reason, env=Env())
+
+
+def run_pairs(cases: list[Case], settings, pairer: Pairer, pair: str,
+              write: Callable[[str, object], None], blocks: int = DEFAULT_BLOCKS,
+              progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Measure every case on both sides (the first side alternating), handing each
+    finished record (or failure) to ``write(side name, record)`` at once. Returns counts
+    of ok/skipped/failed cases."""
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    for i, case in enumerate(cases):
+        try:
+            results = pairer.measure(case, settings, pair, blocks, first=i % 2)
+        except SideDied as exc:
+            results = {name: ("failed", str(exc)) for name in SIDES}
+            pairer.close()
+        outcome = ("ok" if all(r[0] == "ok" for r in results.values()) else
+                   "skipped" if all(r[0] == "skipped" for r in results.values()) else "failed")
+        counts[outcome] += 1
+        for name, (status, value) in results.items():
+            if status == "ok":
+                write(name, value)
+            elif status == "failed":
+                write(name, failed_record(case, value))
+        if progress:
+            progress(f"{case.id}: {outcome}")
+    return counts
+
+
+if __name__ == "__main__":
+    from .measure.worker import write_line
+
+    if sys.argv[1:] != ["--serve"]:
+        sys.exit("usage: python -m resnets.paired --serve (driven by resnets gate)")
+    serve(sys.stdin, write_line)

@@ -1,0 +1,191 @@
+"""The pull-request gate and the history push end to end, on CPU, in temporary git
+repositories: what the GPU workflow runs, with a head that really is slower.
+
+The slowed head spins in every model's forward for 60% of the forward's own time (a
+slowdown far above the noise, so the test stands on a busy machine); the unchanged head
+is the merge-base itself. alpha is 0.001 here, so an A/A false alarm (at most 0.1% of
+runs by construction) does not make the test flaky.
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnets import publish as publish_module
+from resnets.compare.render import MARKER
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOW = '''
+def _slow(model):
+    import time
+
+    def pre(m, args):
+        m._t0 = time.perf_counter()
+
+    def post(m, args, out):
+        end = time.perf_counter() + 0.6 * (time.perf_counter() - m._t0)
+        while time.perf_counter() < end:
+            pass
+
+    model.register_forward_pre_hook(pre)
+    model.register_forward_hook(post)
+    return model
+'''
+CASES = ["--preset", "quick", "--models", "lenet,lenet_bn", "--modes", "infer", "--devices",
+         "cpu", "--memory-formats", "contiguous", "--precisions", "fp32", "--time-budget", "1",
+         "--repeats", "1", "--alpha", "0.001"]
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """main: this checkout's package; branch slow: the same with every forward slowed."""
+    repo = tmp_path_factory.mktemp("repo")
+    shutil.copytree(ROOT / "resnets", repo / "resnets",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    git(repo, "checkout", "-q", "-b", "slow")
+    registry = repo / "resnets" / "models" / "registry.py"
+    text = registry.read_text()
+    text = text.replace("    return _BUILDERS[_check(name)](**kwargs)",
+                        "    return _slow(_BUILDERS[_check(name)](**kwargs))") + SLOW
+    registry.write_text(text)
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "slow forward")
+    git(repo, "checkout", "-q", "main")
+    return repo
+
+
+def gate(repo, out, head):
+    return subprocess.run([sys.executable, "-m", "resnets", "gate", "--repo", str(repo),
+                           "--base", "main", "--head", head, *CASES, "-o", str(out)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_slowed_head_fails_the_gate_with_a_comment(repo, tmp_path):
+    r = gate(repo, tmp_path / "out", "slow")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    body = (tmp_path / "out" / "compare.md").read_text()
+    assert body.startswith(MARKER) and "FAIL" in body and "regression" in body
+    assert len(body) < 60_000
+    doc = json.loads((tmp_path / "out" / "compare.json").read_text())
+    slowed = [c for c in doc["cases"] if c["verdict"] == "regression"]
+    assert len(slowed) == 2 and all(c["timing"]["ratio"] > 1.3 for c in slowed)
+    assert all(c["timing"]["paired"] for c in slowed)
+    state = json.loads((tmp_path / "out" / "gate.json").read_text())
+    assert state["commits"]["head"] == git(repo, "rev-parse", "slow")
+    assert state["commits"]["base"] == git(repo, "rev-parse", "main")
+    assert git(repo, "worktree", "list").count("\n") == 0  # the worktrees are gone
+
+
+def test_an_unchanged_head_passes(repo, tmp_path):
+    r = gate(repo, tmp_path / "out", "main")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    doc = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert doc["counts"].get("regression", 0) == 0 and len(doc["cases"]) == 2
+    for side in ("base", "head"):  # each side's records, as resnets run writes them
+        assert len(list((tmp_path / "out" / side / "r1" / "cases").glob("*.json"))) == 2
+
+
+def test_the_comment_body_stays_short_at_any_case_count():
+    import records
+    from records import steady
+
+    from resnets.case import Case
+    from resnets.compare import Options, compare
+    from resnets.compare.render import MAX_COMMENT, markdown
+
+    work = Path(__import__("tempfile").mkdtemp())
+    cases = [Case(f"m{i}", batch_size=1, input_shape=(1, 8, 8)) for i in range(1500)]
+    records.write(work / "a", *(records.speed(c, steady(0.01, n=12, seed=i))
+                                for i, c in enumerate(cases)))
+    records.write(work / "b", *(records.speed(c, steady(0.02 if i % 2 else 0.01, n=12,
+                                                        seed=i + 7))
+                                for i, c in enumerate(cases)))
+    body = markdown(compare([work / "a"], [work / "b"], Options()))
+    assert len(body) <= MAX_COMMENT and "not listed here for length" in body
+    shutil.rmtree(work)
+
+
+def tiny_run(out: Path) -> Path:
+    r = subprocess.run([sys.executable, "-m", "resnets", "run", "--models", "lenet", "--modes",
+                        "infer", "--memory-formats", "contiguous", "--precisions", "fp32",
+                        "--devices", "cpu", "--time-budget", "0.1", "--no-convergence",
+                        "--no-report", "-o", str(out)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_history_is_pushed_with_rebase_and_retry(tmp_path, monkeypatch):
+    """Two jobs publishing at once: the second's first push is rejected (the branch
+    moved), so it fetches, rebases and pushes again; both runs end up on the branch."""
+    remote = tmp_path / "history.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    run = tiny_run(tmp_path / "night1")
+    assert publish_module.publish(run, str(remote)) == "runs/night1"
+
+    real_git, raced = publish_module._git, []
+
+    def racing_git(cwd, *args, check=True):
+        if args[0] == "push" and not raced:  # another job lands first
+            raced.append(True)
+            other = tmp_path / "other"
+            subprocess.run(["git", "clone", "-q", "-b", "benchmark-results", str(remote),
+                            str(other)], check=True)
+            (other / "runs" / "elsewhere").mkdir(parents=True)
+            (other / "runs" / "elsewhere" / "note").write_text("x")
+            git(other, "add", ".")
+            git(other, "-c", "user.name=o", "-c", "user.email=o@o", "commit", "-qm", "other")
+            git(other, "push", "-q", "origin", "benchmark-results")
+        return real_git(cwd, *args, check=check)
+
+    monkeypatch.setattr(publish_module, "_git", racing_git)
+    monkeypatch.setattr(publish_module.time, "sleep", lambda s: None)
+    second = tiny_run(tmp_path / "night2")
+    assert publish_module.publish(second, str(remote)) == "runs/night2"
+    listing = subprocess.run(["git", "--git-dir", str(remote), "ls-tree", "-r", "--name-only",
+                              "benchmark-results"], capture_output=True, text=True).stdout
+    assert "runs/night1/cases/" in listing and "runs/night2/cases/" in listing
+    assert "runs/elsewhere/note" in listing and raced
+
+
+def test_a_partial_run_is_refused_unless_marked(tmp_path):
+    remote = tmp_path / "history.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    run = tiny_run(tmp_path / "cut")
+    state = json.loads((run / "run-state.json").read_text())
+    state["complete"] = False
+    (run / "run-state.json").write_text(json.dumps(state))
+    r = subprocess.run([sys.executable, "-m", "resnets", "publish", str(run), "--remote",
+                        str(remote)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not a complete run" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "resnets", "publish", str(run), "--remote",
+                        str(remote), "--partial"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "runs/cut-partial" in r.stdout
+
+
+def test_a_change_counts_only_once_a_second_pair_agrees():
+    """Cases beyond the threshold that one pair has seen, and cases too noisy to see twice
+    the threshold, are timed again; quiet unchanged ones and confirmed ones are not."""
+    from types import SimpleNamespace
+
+    from resnets.gate import again
+
+    def case(key, ratio, detectable):
+        return SimpleNamespace(key=key, timing=SimpleNamespace(ratio=ratio,
+                                                               detectable=detectable))
+    result = SimpleNamespace(cases=[case("quiet", 1.01, 0.06), case("slower", 1.08, 0.06),
+                                    case("faster", 0.90, 0.06), case("noisy", 1.0, 0.2),
+                                    case("confirmed", 1.08, 0.06),
+                                    SimpleNamespace(key="memory only", timing=None)])
+    done = {"quiet": 1, "slower": 1, "faster": 1, "noisy": 2, "confirmed": 2}
+    assert again(result, done, 0.05) == {"slower", "faster", "noisy"}

@@ -1,0 +1,92 @@
+"""Plans: the dry run, estimates from a cost model or an earlier run, and shards that split
+a selection into disjoint parts of about equal time, the same on every machine."""
+import subprocess
+import sys
+
+import pytest
+import records
+
+import resnets.models  # noqa: F401 - before in-process pytest runs (torch loads once)
+from resnets import options, plan, presets
+from resnets.case import Case
+
+DEFAULTS = {o.name: o.initial for o in options.SUITE}
+
+
+def select(**opts):
+    return plan.select({**DEFAULTS, **opts})
+
+
+def test_shards_are_disjoint_cover_the_selection_and_balance():
+    cases, trials = select(preset="full")
+    every = {c.id for c in cases} | {t.id for t in trials}
+    costs = {e.name: e.seconds for e in plan.run_estimates({**DEFAULTS, "preset": "full"},
+                                                            cases, trials)}
+    parts = [select(preset="full", shard=(k, 4)) for k in range(1, 5)]
+    names = [{c.id for c in cs} | {t.id for t in ts} for cs, ts in parts]
+    assert set().union(*names) == every and sum(map(len, names)) == len(every)
+    loads = [sum(costs[n] for n in part) for part in names]
+    assert max(loads) - min(loads) <= max(costs.values())  # greedy longest-first bound
+    assert names == [{c.id for c in cs} | {t.id for t in ts}
+                     for cs, ts in (select(preset="full", shard=(k, 4)) for k in range(1, 5))]
+
+
+def test_cases_that_never_run_cost_nothing_anywhere():
+    [est] = plan.estimates([Case("lenet", precision="tf32", input_shape=(1, 28, 28))], [],
+                           2.0, 10, 0.3)
+    assert est.seconds == 0 and est.source.startswith("never runs")
+
+
+def test_an_earlier_run_is_the_estimate_where_it_has_the_case(tmp_path):
+    case = Case("lenet", input_shape=(1, 28, 28), batch_size=64)
+    rec = records.speed(case, records.steady(0.01))
+    rec.timing.case_s = 3.25
+    records.write(tmp_path / "earlier", rec)
+    opts = {**DEFAULTS, "models": ("lenet", "lenet_bn"), "devices": ("cpu",), "modes": ("infer",),
+            "memory_formats": ("contiguous",), "precisions": ("fp32",), "convergence": False,
+            "estimate_from": str(tmp_path / "earlier")}
+    est = {e.name: e for e in plan.run_estimates(opts, *plan.select(opts))}
+    assert est[case.id].seconds == 3.25 and est[case.id].source == "earlier run"
+    other = next(e for n, e in est.items() if n != case.id)
+    assert other.source == "cost model" and other.seconds > 0
+
+
+def test_dry_run_lists_cases_and_a_total_and_runs_nothing(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "resnets", "run", "--dry-run", "--models", "lenet",
+                        "--devices", "cpu,cuda", "--no-convergence"], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "lenet-infer-cpu-contiguous-fp32-eager-bs64-1x28x28" in r.stdout
+    assert "16 speed case(s), 0 convergence run(s)" in r.stdout and "estimated total" in r.stdout
+    cuda = [ln for ln in r.stdout.splitlines() if "-cuda-" in ln]
+    assert cuda and all("skipped here" in ln for ln in cuda) == (not _cuda())
+    assert not (tmp_path / "reports").exists()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_the_pytest_suite_runs_only_its_shard(pytester):
+    from resnets.suite import speed
+
+    every = {c.id for c in presets.Selection(models=("lenet",), devices=("cpu",)).cases()}
+    seen = set()
+    for k in (1, 2):
+        r = pytester.runpytest_inprocess(speed.__file__, "-p", "resnets.suite.plugin",
+                                         "--benchmark-only", "--collect-only", "-q",
+                                         "--bench-models", "lenet", "--bench-devices", "cpu",
+                                         "--no-bench-convergence", "--bench-shard", f"{k}/2")
+        assert r.ret == 0
+        ids = {line.split("[", 1)[1].rstrip("]") for line in r.outlines if "[" in line}
+        assert ids and not ids & seen
+        seen |= ids
+    assert seen == every
+
+
+@pytest.mark.parametrize("bad", ["0/2", "3/2", "1-2", "a/b"])
+def test_a_bad_shard_is_a_usage_error(bad):
+    with pytest.raises(options.Invalid):
+        options.shard(bad)
