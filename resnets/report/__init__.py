@@ -4,27 +4,29 @@
 into one tidy DataFrame (one row per case and run; see ``resnets.results``). Each table
 builder takes that frame and returns a DataFrame in display units; ``write_report`` writes
 them all, with the plots, as ``index.html``, ``summary.md``, ``results.csv``,
-``tables/`` and ``plots/``. Only pandas, numpy and matplotlib are imported, so a report
-can be made on a machine without torch.
+``tables/`` and ``plots/``; ``advice`` says what to use (also ``resnets advise``). Only
+pandas, numpy and matplotlib are imported, so a report can be made on a machine without
+torch.
 
 A new table is a function in ``tables.py`` plus a line in ``build.table_sections``; a new
 plot is a function in ``plots.py`` plus a line in ``PLOTS``. A new metric needs neither
 (``resnets.schema``).
 """
 from ..results import ResultsError, load
+from .advice import advise, speedups
 from .build import write_report
 from .tables import (
                      cases_table,
                      convergence_table,
                      environment_table,
-                     failures_table,
                      layer_table,
                      method_table,
+                     missing_table,
                      models_table,
                      speedup_matrix,
                      torchvision_table,
 )
 
-__all__ = ["ResultsError", "load", "write_report", "models_table", "speedup_matrix",
-           "torchvision_table", "cases_table", "convergence_table", "layer_table",
-           "method_table", "environment_table", "failures_table"]
+__all__ = ["ResultsError", "load", "write_report", "advise", "speedups", "models_table",
+           "speedup_matrix", "torchvision_table", "cases_table", "convergence_table",
+           "layer_table", "method_table", "environment_table", "missing_table"]

@@ -5,11 +5,15 @@ for a PR comment or ``$GITHUB_STEP_SUMMARY``), ``results.csv`` (one row per case
 samples), ``tables/<name>.{csv,md,html}`` and ``plots/<name>.png``. Every file is written
 atomically, and a table or plot with nothing to show this time has its old file removed,
 so a folder never mixes two reports.
+
+The page opens with what a reader acts on: the machine, date and commit, the headline
+(per model the best variant whose advantage is supported, with its interval), and what
+to use; then the tables and plots that back it, then how the numbers were made.
 """
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import replace
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -21,68 +25,129 @@ from ..store import atomic_write, atomic_write_text
 from ..text import csv_frame
 from . import plots as _plots
 from . import tables as _tables
-from .frame import DEFAULT_BASELINE
+from .advice import advice_rows, advise, headline_rows, speedups
+from .findings import findings_table
+from .frame import DEVICE_BASELINES, speed
 from .render import Section, html_page, markdown_page, markdown_table
 
-TITLE = "resnets benchmark report"
-# The intro's one-line machine description: (words, column).
-MACHINE = (("CPU", "env_cpu_model"), ("cores", "env_cpu_count"), ("torch threads", "env_threads"),
-           ("GPU", "env_gpu_name"), ("GPUs", "env_gpu_count"), ("torch", "env_torch"),
-           ("CUDA build", "env_cuda"), ("Python", "env_python"), ("commit", "commit_id"))
-# Page order: these tables, then the plots, then the other tables (detail and provenance).
-BEFORE_PLOTS = ("models", "speedups", "torchvision", "cases", "convergence")
-# The convergence table is wide: the summary keeps these of its columns.
-SUMMARY_CONVERGENCE = ("rank", "model", "dataset", "input", "target acc", "reached",
-                       "iters to target (median)", "train s to target (median)",
-                       "best acc (median)", "final acc (median)")
+# Page order: these tables, then the plots, then the rest (detail and provenance).
+BEFORE_PLOTS = ("headline", "advice", "speedups", "models", "torchvision", "findings",
+                "convergence")
+IN_SUMMARY = ("headline", "advice", "findings", "convergence", "missing")
+BASELINE_WHY = ("Baselines: on CUDA, PyTorch's default numerics (contiguous-default-eager: "
+                "fp32 tensors, cuDNN convolutions in TF32, matmuls in fp32), which is what a "
+                "PyTorch user gets without asking; strict fp32 (TF32 off everywhere) is "
+                "measured and shown as a variant. On CPU, fp32 (PyTorch's default there).")
 
 
-def table_sections(df: pd.DataFrame, baseline: str | None) -> list[Section]:
+def _baseline_note(df: pd.DataFrame, baseline: str | None) -> str:
+    """Which baseline each device's speed-ups divide by, and why; a result set that
+    predates the default-numerics baseline says so."""
+    if baseline:
+        return f"Every speed-up divides by {baseline} (--baseline)."
+    ok = speed(df)
+    cuda = ok[ok["device"] == "cuda"]
+    note = BASELINE_WHY
+    if not cuda.empty and DEVICE_BASELINES["cuda"][0] not in set(cuda["variant"]):
+        note += (" These CUDA results predate that baseline (no contiguous-default-eager "
+                 "case): their speed-ups divide by strict fp32, which overstates what "
+                 "reduced precision gains over what users run.")
+    return note
+
+
+def table_sections(df: pd.DataFrame, baseline: str | None,
+                   expected: dict | None = None) -> list[Section]:
     """Every table of the report, in order (raises ``UserError`` for an unknown baseline)."""
-    base = baseline or DEFAULT_BASELINE
     t = _tables
+    advice = advise(df, baseline)
+    long = speedups(df, baseline)
+    note = _baseline_note(df, baseline)
     specs = [
-        ("models", "Models", t.models_table(df), "no successful speed case",
-         "Size and work per sample (forward FLOPs counted by torch, 2 per multiply-add; "
-         "multiply-adds counted by fvcore), then per device and mode the best throughput over "
-         "variants and batch sizes, the case that got it, and that case's peak memory."),
-        ("speedups", f"Speed-ups vs {base}", t.speedup_matrix(df, baseline),
-         f"no successful {base} case to divide by (name another with --baseline)",
-         f"Throughput of each variant divided by that of {base} for the same model, mode, "
-         "device, batch and input, in the same run; above 1 is faster."),
+        ("headline", "Headline", headline_rows(advice), "no successful speed case",
+         "Per model, device and mode: the fastest variant whose advantage over the baseline "
+         "is statistically supported (its 95% interval lies above 1), its throughput and "
+         "speed-up; \"no clear winner\" when no variant is clearly faster. " + note, None),
+        ("advice", "What to use", advice_rows(advice), "no successful speed case",
+         "Use the variant named; avoid the ones listed as slower (with how much, at this "
+         "input size: what is faster at 224x224 can be slower at 64x64). Intervals are "
+         "95% and include the run-to-run shift of the noise model. Same as `resnets advise`.",
+         None),
+        ("speedups", "Speed-ups", t.speedup_display(long),
+         "no baseline case to divide by (name one with --baseline)",
+         "Throughput of each variant divided by its baseline's (column baseline) for the "
+         "same model, mode, device, batch and input, in the same run; above 1 is faster. "
+         "Each cell: speed-up (95% interval); ≈ marks one within noise. " + note, long),
+        ("models", "Models", t.models_table(df, baseline), "no successful speed case",
+         "Size and work per sample (forward FLOPs counted by torch, 2 per multiply-add), "
+         "per device and mode the best throughput over variants and batch sizes (95% "
+         "interval) and the case that got it, and peak memory at the baseline variant.",
+         None),
         ("torchvision", "Our models vs torchvision", t.torchvision_table(df),
          "not measured (no torchvision case in these results)",
          "Pairs a case of torchvision's model with ours at the same mode, device, variant, "
-         f"batch and input. A case is torchvision's when its model name starts with "
-         f"'{t.TV_PREFIX}' (tv_resnet18 pairs with resnet18)."),
-        ("cases", "Every case: throughput, memory, utilization", t.cases_table(df, base),
+         f"batch and input (a model named '{t.TV_PREFIX}<name>' is torchvision's <name>).",
+         None),
+        ("findings", "Convergence: what the runs show", findings_table(df),
+         "no convergence experiment in these results",
+         "For each experiment, what the literature expects and whether these runs show it, "
+         "computed from them: effect sizes with their spread over seeds.", None),
+        ("convergence", "Convergence", t.convergence_table(df), "no convergence results",
+         "Per configuration over its seeds: iterations and training seconds (evaluation "
+         "excluded) to the target test accuracy, median and range; a seed that never "
+         "reached it counts as never (not reached), so such a configuration ranks last but "
+         "stays. The protocols are in the Protocols table below.", None),
+        ("scaling", "Data-parallel scaling", t.scaling_table(df),
+         "no data-parallel case (resnets run --world-sizes 1,2 --strategies ddp,fsdp)",
+         "Per data-parallel case (torchrun, one process per device): samples/s over all "
+         "devices and per device; efficiency = per-device throughput / that at world size 1 "
+         "of the same variant and strategy (1 is linear scaling), with its 95% interval; "
+         "the strategy's collectives timed alone on a buffer of the gradients' size, and "
+         "their bus bandwidth as nccl-tests define it; the share of that communication "
+         "hidden behind backward (DDP: 1 - (step - step under no_sync) / communication); "
+         "peak memory of the largest rank. `resnets scale` projects larger world sizes.",
+         None),
+        ("pipeline", "Input pipeline: loader or model?", t.pipeline_table(df),
+         "no real-input case (resnets run --input real --loader-workers 0,2)",
+         "Cases fed by a DataLoader over generated JPEG files (decode and augmentation in "
+         "torchvision transforms v2): samples/s of loader and model together (the timed "
+         "step), of the loader alone and of the model alone on a fixed batch. The "
+         "bottleneck is the slower alone; 'both / slower alone' below 100% means they "
+         "also slow each other (workers and the model share CPU cores).", None),
+        ("sweep", "Batch-size sweeps", t.sweep_table(df),
+         "no batch sweep (resnets run --batch-sizes auto)",
+         "Throughput at each batch of a doubling sweep, and the knee: the smallest batch "
+         "within 95% of the best, past which a larger batch buys little but memory and "
+         "latency.", None),
+        ("cases", "Every case: throughput, memory, utilization", t.cases_table(df),
          "no successful speed case",
          "Achieved FLOP/s = FLOPs per step x steps per second (median step). Attainable: the "
          "best matmul rate measured on the same machine at the case's precision. "
-         + t.PROFILE_HINT),
-        ("convergence", "Convergence", t.convergence_table(df), "no convergence results",
-         "Per configuration over its seeds: iterations and seconds (training only, and total "
-         "with evaluation) to the target test accuracy, median and min/max, and the best and "
-         "final test accuracy. A seed that never reached the target counts as never (not "
-         "reached), so such a configuration ranks slowest but stays in the table."),
+         + t.PROFILE_HINT, None),
+        ("protocols", "Protocols", t.protocol_table(df), "no convergence results",
+         "Optimizer, schedule and budget of each convergence configuration.", None),
         ("layers", f"Per-layer profile (top {t.TOP_LAYERS} by time)", t.layer_table(df),
          "no case was profiled (resnets run --profile-ops)",
          "Slowest leaf layers of each profiled case, from separate, untimed profiling steps "
          "(the profiler slows them down): time per step (forward and, when training, "
-         "backward), forward FLOPs and the FLOP/s they achieve, and share of the step."),
-        ("failures", "Failed cases", t.failures_table(df), "no case failed",
-         "Cases the suite attempted that raised an error, with the recorded reason."),
+         "backward), forward FLOPs and the FLOP/s they achieve, and share of the step.", None),
+        ("missing", "Cases without a measurement", t.missing_table(df, expected),
+         "every selected case has a measurement",
+         "Each case the runs selected that has no measurement, and why: skipped (cannot run "
+         "on this machine), failed (its error), crashed (the process died while measuring "
+         "it) or no result (the run stopped short).", None),
         ("method", "How the numbers were made", t.method_table(df), "no timing information",
          "Speed cases: warm-up steps, then one timed step per sample with the clock below, "
          "until the 95% confidence interval of the median is within the target or the "
          "time budget or round limit is hit (stop reason). Throughput = batch size / median "
          "step time. Convergence runs: the clock runs over training steps only, and time to "
-         "target is read at test evaluations. 'results': how many results have the value."),
+         "target is read at test evaluations. 'results': how many results have the value.",
+         None),
         ("environment", "Environment", t.environment_table(df), "no environment recorded",
-         "Machine and software of each run, as recorded with its results."),
+         "Machine and software of each run, as recorded with its results.", None),
     ]
-    return [Section(name, title, caption, table, missing=None if not table.empty else missing)
-            for name, title, table, missing, caption in specs]
+    return [Section(name, title, caption, table, missing=None if not table.empty else missing,
+                    data=data)
+            for name, title, table, missing, caption, data in specs]
 
 
 def plot_sections(df: pd.DataFrame, baseline: str | None) -> list[Section]:
@@ -90,7 +155,7 @@ def plot_sections(df: pd.DataFrame, baseline: str | None) -> list[Section]:
     sections = []
     for name, title, caption, fn in _plots.PLOTS:
         try:
-            png = _plots.render(fn, df, baseline or DEFAULT_BASELINE)
+            png = _plots.render(fn, df, baseline)
             sections.append(Section(name, title, caption, png=png))
         except _plots.Skip as why:
             sections.append(Section(name, title, caption, missing=str(why)))
@@ -104,43 +169,68 @@ def _values(df: pd.DataFrame, col: str) -> str:
         str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values))
 
 
-def intro(df: pd.DataFrame, paths) -> list[str]:
+def device_name(df: pd.DataFrame) -> str:
+    """The machine in a few words, the GPU first."""
+    gpus = _values(df, "env_gpu_name")
+    cpus = _values(df, "env_cpu_model")
+    return f"{gpus} (host CPU {cpus})" if gpus else (f"CPU {cpus}" if cpus else "unknown machine")
+
+
+def intro(df: pd.DataFrame, paths, missing: int = 0) -> list[str]:
     """What was loaded and on what, in a few lines a reader sees first."""
-    speed = df[KIND] == Kind.SPEED
+    speed_rows = df[KIND] == Kind.SPEED
     runs = list(dict.fromkeys(df.sort_values("run_time", na_position="first")["run"]))
+    when = pd.to_datetime(df["run_time"], utc=True, errors="coerce").dropna()
+    commits = sorted({str(c)[:12] for c in df["commit_id"].dropna()
+                      if str(c) not in ("", "unknown")}) or ["not recorded"]
     lines = [
-        f"{len(df)} results from {len(runs)} run(s) ({', '.join(runs)}): "
-        f"{int((speed & (df[STATUS] == Status.OK)).sum())} speed cases measured, "
-        f"{int((speed & (df[STATUS] == Status.FAILED)).sum())} failed, "
-        f"{int((df[KIND] == Kind.CONVERGENCE).sum())} convergence results.",
-        "Machine: " + ("; ".join(f"{what} {_values(df, col)}" for what, col in MACHINE
-                                 if df[col].notna().any()) or "not recorded") + ".",
+        f"{device_name(df)}; {when.min():%Y-%m-%d}" if len(when) else device_name(df),
+        f"Run{'s' if len(runs) > 1 else ''} {', '.join(runs)}, commit {', '.join(commits)}: "
+        f"{int((speed_rows & (df[STATUS] == Status.OK)).sum())} speed cases measured, "
+        f"{int((df[KIND] == Kind.CONVERGENCE).sum())} convergence runs, {missing} "
+        f"case{'' if missing == 1 else 's'} without a measurement"
+        + (" (listed below)." if missing else "."),
+        "Software: torch " + (_values(df, "env_torch") or "?") + ", CUDA build "
+        + (_values(df, "env_cuda") or "none") + ", Python " + (_values(df, "env_python") or "?")
+        + f"; {_values(df, 'env_cpu_count') or '?'} cores, torch threads "
+        + (_values(df, "env_threads") or "?") + ".",
     ]
-    rounds = pd.to_numeric(df["timing_rounds"], errors="coerce").dropna()
-    if len(rounds):
-        stops = df["timing_stop_reason"].value_counts()
-        lines.append(f"Timing: {_values(df[speed], 'timing_clock')}; {rounds.min():.0f} to "
-                     f"{rounds.max():.0f} timed steps per case; stopped by "
-                     + ", ".join(f"{r} ({n} cases)" for r, n in stops.items()) + ".")
+    corrupt = df.attrs.get("corrupt") or []
+    if corrupt:
+        names = ", ".join(Path(p).name for p, _ in corrupt[:5])
+        lines.append(f"{len(corrupt)} result file{'s' if len(corrupt) > 1 else ''} could not "
+                     f"be read and {'were' if len(corrupt) > 1 else 'was'} left out: {names}"
+                     + (" and more" if len(corrupt) > 5 else "") + ".")
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines.append(f"Generated {now} by resnets {__version__} from {', '.join(map(str, paths))}.")
     return lines
 
 
+def expected_cases(df: pd.DataFrame) -> dict[str, set[str]]:
+    """Per run folder that recorded its options, the names of every case it selected
+    (so a case with no file at all is listed as missing). The shards of a run are one
+    run: together they selected the whole selection."""
+    from ..options import SUITE
+    from ..plan import select
+
+    out = {}
+    for run, sources in df.groupby("run")["source"]:
+        folder = Path(sources.iloc[0]).parent.parent
+        try:
+            opts = json.loads((folder / "run-options.json").read_text())
+            full = {o.name: o.initial for o in SUITE} | {
+                k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
+            cases, trials = select({**full, "shard": None})
+        except Exception:
+            continue
+        out[run] = {c.id for c in cases} | {t.id for t in trials}
+    return out
+
+
 def _table_file(s: Section, ext: str) -> str:
     if ext == "csv":
-        return csv_frame(s.table).to_csv(index=False)
+        return csv_frame(s.data if s.data is not None else s.table).to_csv(index=False)
     return markdown_table(s.table) + "\n" if ext == "md" else html_page(s.title, [], [s])
-
-
-def summary_sections(tables: dict[str, Section]) -> list[Section]:
-    """summary.md's tables: models and speed-ups always (a missing one says so in a line),
-    convergence (its main columns) and failures when they have rows."""
-    out = [tables["models"], tables["speedups"]]
-    conv, failures = tables["convergence"], tables["failures"]
-    if not conv.missing:
-        out.append(replace(conv, table=conv.table[list(SUMMARY_CONVERGENCE)]))
-    return out + ([failures] if not failures.missing else [])
 
 
 def _write_parts(out: Path, df: pd.DataFrame, tables, figures) -> None:
@@ -172,17 +262,19 @@ def write_report(paths, out_dir, baseline: str | None = None, strict: bool = Fal
         raise ResultsError(f"{', '.join(map(str, paths))}: no resnets results in it "
                            "(an empty 'benchmarks' list)")
     out = Path(out_dir)
-    tables = {s.name: s for s in table_sections(df, baseline)}
+    tables = {s.name: s for s in table_sections(df, baseline, expected_cases(df))}
     figures = plot_sections(df, baseline)
     _write_parts(out, df, tables.values(), figures)
-    head = intro(df, paths)
-    skipped = [s.title for s in figures if s.missing]
-    footer = (f"Plots, utilization, per-layer profiles and how the numbers were made: "
-              f"{out / 'index.html'}." +
-              (f" Plots not drawn (data absent): {'; '.join(skipped)}." if skipped else ""))
-    atomic_write_text(out / "summary.md",
-                      markdown_page(TITLE, head, summary_sections(tables), footer))
+    head = intro(df, paths, len(tables["missing"].table))
+    runs = ", ".join(dict.fromkeys(df["run"]))
+    title = f"resnets: {device_name(df)}, {runs}"
+    drawn = [s.title for s in figures if not s.missing]
+    footer = ("The full report, with the speed-ups, every case, "
+              + (f"{len(drawn)} plots " if drawn else "")
+              + "and how each number was made: index.html (beside this file).")
+    atomic_write_text(out / "summary.md", markdown_page(
+        title, head, [tables[n] for n in IN_SUMMARY if not tables[n].missing], footer))
     page = [*(tables[n] for n in BEFORE_PLOTS), *figures,
             *(s for n, s in tables.items() if n not in BEFORE_PLOTS)]
-    atomic_write_text(out / "index.html", html_page(TITLE, head, page))
+    atomic_write_text(out / "index.html", html_page(title, head, page))
     return out

@@ -11,11 +11,33 @@ import numpy as np
 import pandas as pd
 
 from ..case import CHOICES
-from ..schema import KIND, STATUS, Kind, Status
+from ..compare.noise import level_se
+from ..schema import KIND, SAMPLES, STATUS, Kind, Status
+from ..stats import normal_quantile
 
 DEFAULT_BASELINE = "contiguous-fp32-eager"
+# What a speed-up divides by when the user names no baseline: PyTorch's default numerics
+# (on CUDA, TF32 convolutions), else strict fp32, the default on CPU.
+DEVICE_BASELINES = {"cuda": ("contiguous-default-eager", DEFAULT_BASELINE),
+                    "cpu": (DEFAULT_BASELINE,)}
+Z95 = normal_quantile(0.975)
 # The cases that differ only by variant (memory format, precision, compile).
-ROW_KEYS = ["model", "mode", "device", "batch_size", "input_shape"]
+ROW_KEYS = ["model", "mode", "device", "batch_size", "input_shape", "world_size", "strategy",
+            "bucket_mb", "input", "workers"]
+# Row keys a table shows only when some row departs from the default (most runs are
+# single-process, on synthetic inputs).
+QUIET_KEYS = {"world_size": 1, "strategy": "none", "bucket_mb": None, "input": "synthetic",
+              "workers": 0}
+# Our column name -> the label a reader sees.
+SHOWN = {"batch_size": "batch", "input_shape": "input size", "world_size": "world size",
+         "bucket_mb": "bucket MiB", "input": "inputs", "workers": "loader workers"}
+
+
+def shown(df: pd.DataFrame) -> pd.DataFrame:
+    """Reader's column names; the data-parallel and input columns only where they vary."""
+    quiet = [k for k, default in QUIET_KEYS.items() if k in df
+             and all((pd.isna(v) if default is None else v == default) for v in df[k])]
+    return df.drop(columns=quiet).rename(columns=SHOWN).reset_index(drop=True)
 VARIANT_FIELDS = ("memory_format", "precision", "compile")
 
 
@@ -27,13 +49,28 @@ def run_order(df: pd.DataFrame) -> pd.Series:
 
 
 def speed(df: pd.DataFrame, latest: bool = True) -> pd.DataFrame:
-    """Successful speed cases (of the newest run per row group unless ``latest`` is off)."""
+    """Successful speed cases (of the newest run per row group unless ``latest`` is off),
+    each with the standard error of its log level as another run would see it
+    (``level_se``: its median's uncertainty and the device's run-to-run shift, see
+    ``resnets.compare.noise``) and the 95% interval of its throughput."""
     ok = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)]
     ok = ok.assign(run_index=run_order(ok))
     if latest and not ok.empty:
         newest = ok.groupby(ROW_KEYS, dropna=False)["run_index"].transform("max")
         ok = ok[ok["run_index"] == newest]
-    return ok
+    se = [level_se(s, str(d)) if len(s) else np.nan for s, d in zip(ok[SAMPLES], ok["device"])]
+    sps = pd.to_numeric(ok["samples_per_s"], errors="coerce")
+    return ok.assign(level_se=se, sps_low=sps * np.exp(-Z95 * np.asarray(se, dtype=float)),
+                     sps_high=sps * np.exp(Z95 * np.asarray(se, dtype=float)))
+
+
+def baseline_for(device: str, variants, named: str | None = None) -> str | None:
+    """The variant a ``device``'s speed-ups divide by: ``named`` if given, else the
+    first of ``DEVICE_BASELINES`` that was measured (None: none was)."""
+    if named:
+        return named
+    return next((v for v in DEVICE_BASELINES.get(str(device), (DEFAULT_BASELINE,))
+                 if v in set(variants)), None)
 
 
 def convergence(df: pd.DataFrame) -> pd.DataFrame:
@@ -65,7 +102,7 @@ def variant_order(variants, baseline: str = DEFAULT_BASELINE) -> list[str]:
     """The baseline first, then in ``Case``'s choice order (contiguous before channels_last,
     fp32 before bf16, eager before compile); unknown parts last."""
     def key(v: str):
-        parts = v.split("-")
+        parts = v.split("-", 2)
         return (v != baseline, *(CHOICES[f].index(p) if p in CHOICES[f] else len(CHOICES[f])
                                  for f, p in zip(VARIANT_FIELDS, parts)), v)
     return sorted(set(variants), key=key)

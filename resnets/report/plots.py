@@ -17,11 +17,26 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from .frame import convergence, model_order, sort_rows, speed, variant_order, varying_label
-from .tables import CONVERGENCE_GROUP, MIB, speedup_matrix
+from .advice import speedups
+from .frame import (
+    baseline_for,
+    convergence,
+    model_order,
+    sort_rows,
+    speed,
+    variant_order,
+    varying_label,
+)
+from .tables import CONVERGENCE_GROUP, MIB
 
 STYLE = {"text.parse_math": False, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3,
          "axes.axisbelow": True, "legend.fontsize": 8, "legend.framealpha": 0.9}
+DPI = 200  # twice the screen's: cell labels stay sharp when a reader zooms
+# Okabe-Ito colours (safe for every common colour-vision deficiency): colour = precision,
+# marker = memory format; a hollow marker is a torch.compile'd case.
+PRECISION_COLORS = {"fp32": "#0072B2", "default": "#56B4E9", "tf32": "#009E73",
+                    "bf16": "#E69F00", "fp16": "#D55E00"}
+FORMAT_MARKERS = {"contiguous": "o", "channels_last": "s"}
 # Above this many cases the step-time plot shows only the baseline variant's.
 MAX_BOXES = 48
 
@@ -33,7 +48,7 @@ class Skip(Exception):
 def png(fig: Figure) -> bytes:
     """PNG bytes, without matplotlib's 'Software' metadata (it holds a URL)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -68,9 +83,13 @@ def _panels(df, keys=("device", "mode")):
     return [(" ".join(map(str, k)), p) for k, p in df.groupby(list(keys), sort=True)]
 
 
+# Tableau's colour-blind palette, for lines that are not variants (models, runs).
+LINE_COLORS = ("#006BA4", "#FF800E", "#595959", "#5F9ED1", "#C85200", "#898989", "#A2C8EC",
+               "#FFBC79", "#ABABAB", "#CFCFCF")
+
+
 def _colors(labels) -> dict:
-    cmap = mpl.colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+    return {label: LINE_COLORS[i % len(LINE_COLORS)] for i, label in enumerate(labels)}
 
 
 def _speed_with(df, subset, what: str):
@@ -80,57 +99,88 @@ def _speed_with(df, subset, what: str):
     return ok
 
 
+def _variant_style(variant: str) -> dict:
+    fmt, precision, compiled = variant.split("-", 2)
+    color = PRECISION_COLORS.get(precision, "0.4")
+    return {"color": color, "marker": FORMAT_MARKERS.get(fmt, "D"),
+            "markerfacecolor": "white" if compiled != "eager" else color}
+
+
+def _style_legend(ax, variants) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="", markersize=6, label=v, **_variant_style(v))
+               for v in variants]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1),
+              title="variant (colour: precision,\nmarker: format, hollow: compile)")
+
+
 def throughput(df, baseline):
+    """Best throughput of each variant per model (and input), with its 95% interval."""
     ok = _speed_with(df, ["samples_per_s"], "a throughput")
-    variants = variant_order(ok["variant"], baseline)
-    colors = _colors(variants)
-    panels = _panels(ok)
-    n_models = ok["model"].nunique()
-    fig = Figure(figsize=(max(7, 0.3 * n_models * len(variants) + 3), 3.4 * len(panels)),
-                 layout="constrained")
+    ok = ok.assign(label=ok["model"] + " " + ok["input_shape"].astype(str))
+    best = ok.loc[ok.groupby(["label", "device", "mode", "variant"])["samples_per_s"].idxmax()]
+    variants = variant_order(best["variant"])
+    panels = _panels(best)
+    n_labels = best["label"].nunique()
+    fig = Figure(figsize=(max(7, 0.55 * n_labels + 4), 3.6 * len(panels)), layout="constrained")
     for ax, (title, p) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels):
-        models = model_order(p)
-        best = p.pivot_table(index="model", columns="variant", values="samples_per_s",
-                             aggfunc="max").reindex(models)
-        width = 0.8 / len(variants)
-        x = np.arange(len(models))
-        for i, v in enumerate(variants):
-            if v in best:
-                ax.bar(x + (i - (len(variants) - 1) / 2) * width, best[v], width, label=v,
-                       color=colors[v])
+        labels = list(dict.fromkeys(sort_rows(p)["label"]))
+        x = {lab: i for i, lab in enumerate(labels)}
+        for k, v in enumerate(variants):
+            rows = p[p["variant"] == v]
+            if rows.empty:
+                continue
+            xs = [x[lab] + (k - (len(variants) - 1) / 2) * 0.7 / max(1, len(variants))
+                  for lab in rows["label"]]
+            y = rows["samples_per_s"].to_numpy()
+            err = [y - rows["sps_low"].to_numpy(), rows["sps_high"].to_numpy() - y]
+            ax.errorbar(xs, y, yerr=err, linestyle="", capsize=2, elinewidth=0.8,
+                        markersize=5, **_variant_style(v))
         _log(ax)
-        ax.set_xticks(x, models)
-        ax.set_ylabel("throughput (samples/s, log)")
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("samples/s (log; 95% interval)")
         ax.set_title(title)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="variant")
+        _style_legend(ax, variants)
     return fig
 
 
 def speedup_heatmap(df, baseline):
-    if baseline not in set(speed(df)["variant"]):
-        raise Skip(f"no {baseline} case to divide by")
-    m = speedup_matrix(df, baseline)
-    keys = ["model", "mode", "device", "batch", "input"]
-    m = m.dropna(subset=[c for c in m.columns if c not in keys], how="all")
-    values = m.drop(columns=keys).to_numpy(dtype=float)
+    """Speed-ups over each row's baseline; a cell whose interval holds 1 is marked ≈ and
+    drawn pale (within noise), a grey cell was not measured."""
+    long = speedups(df, baseline)
+    if long.empty:
+        raise Skip("no baseline case to divide by (name one with --baseline)")
+    keys = ["model", "mode", "device", "batch_size", "input_shape"]
+    long = long.assign(row=varying_label(long, keys))
+    rows = list(dict.fromkeys(long["row"]))
+    columns = variant_order(long["variant"])
+    values = np.full((len(rows), len(columns)), np.nan)
+    noise = np.zeros_like(values, dtype=bool)
+    for r in long.itertuples():
+        values[rows.index(r.row), columns.index(r.variant)] = r.speedup
+        noise[rows.index(r.row), columns.index(r.variant)] = r.within_noise
     logs = np.log2(values)
     lim = max(0.5, float(np.nanmax(np.abs(logs))))
-    fig = Figure(figsize=(1.4 * values.shape[1] + 3.5, 0.45 * values.shape[0] + 2),
+    fig = Figure(figsize=(1.25 * len(columns) + 4, 0.42 * len(rows) + 2.2),
                  layout="constrained")
     ax = fig.subplots()
     ax.grid(False)
-    cmap = mpl.colormaps["RdBu"].with_extremes(bad="0.9")
-    im = ax.imshow(np.ma.masked_invalid(logs), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+    cmap = mpl.colormaps["PuOr"].with_extremes(bad="0.85")  # colour-blind-safe diverging
+    shown = np.ma.masked_invalid(np.where(noise, 0.25 * logs, logs))
+    im = ax.imshow(shown, cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
     for (r, c), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(c, r, f"{v:.2f}x", ha="center", va="center", fontsize=8,
-                    color="white" if abs(logs[r, c]) > 0.6 * lim else "black")
-    columns = [c for c in m.columns if c not in keys]
+            strong = abs(shown[r, c]) > 0.6 * lim
+            ax.text(c, r, f"{'≈' if noise[r, c] else ''}{v:.2f}×", ha="center", va="center",
+                    fontsize=8, color="white" if strong else "black")
     ax.set_xticks(range(len(columns)), columns, rotation=25, ha="right")
-    ax.set_yticks(range(len(m)), varying_label(m.rename(columns={"batch": "batch_size"}),
-                                               ["model", "mode", "device", "batch_size", "input"]))
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel("variant")
-    ax.set_title(f"throughput / throughput at {baseline}")
+    bases = sorted(set(long["baseline"]))
+    devices = sorted(set(long["device"]))
+    ax.set_title(f"throughput / throughput at {' or '.join(bases)} ({', '.join(devices)});\n"
+                 "≈ pale: within noise (95% interval holds 1); grey: not measured", fontsize=9)
     fig.colorbar(im, ax=ax, label="speed-up (log scale; 1x = baseline)",
                  format=FuncFormatter(lambda x, _: f"{2 ** x:.3g}x"))
     return fig
@@ -138,15 +188,16 @@ def speedup_heatmap(df, baseline):
 
 def step_times(df, baseline):
     ok = speed(df)
-    ok = sort_rows(ok[ok["samples"].map(len) > 0], baseline)
+    ok = sort_rows(ok[ok["samples"].map(len) > 0])
     if ok.empty:
         raise Skip("no successful speed case has raw per-step samples")
     title = "per-step time distributions"
     if len(ok) > MAX_BOXES:
-        ok = ok[ok["variant"] == baseline]
-        title += f" ({baseline} only: too many cases for one plot)"
+        ok = ok[[v == baseline_for(d, ok["variant"], baseline)
+                 for v, d in zip(ok["variant"], ok["device"])]]
+        title += " (baseline variants only: too many cases for one plot)"
         if ok.empty:
-            raise Skip(f"more than {MAX_BOXES} cases and none at the baseline variant")
+            raise Skip(f"more than {MAX_BOXES} cases and none at a baseline variant")
     panels = _panels(ok)
     sizes = [len(p) for _, p in panels]
     fig = Figure(figsize=(9, 0.3 * sum(sizes) + 1.2 * len(panels) + 0.5), layout="constrained")
@@ -166,9 +217,15 @@ def step_times(df, baseline):
 
 def memory_vs_batch(df, baseline):
     ok = _speed_with(df, ["peak_memory_bytes"], "a peak memory")
-    ok = ok[ok["variant"] == baseline]
+    ok = ok[[v == baseline_for(d, ok["variant"], baseline)
+             for v, d in zip(ok["variant"], ok["device"])]]
+    sizes = ok.groupby(["model", "device", "mode", "input_shape"])["batch_size"].nunique()
+    keep = sizes[sizes >= 2].reset_index()[["model", "device", "mode", "input_shape"]]
+    ok = ok.merge(keep, on=list(keep.columns))
     if ok.empty:
-        raise Skip(f"no peak memory measured at the {baseline} variant")
+        raise Skip("every model was measured at one batch size: its peak memory is in the "
+                   "models table (a line needs two batch sizes)")
+    baseline = ", ".join(sorted(set(ok["variant"])))
     panels = _panels(ok)
     colors = _colors(model_order(ok))
     fig = Figure(figsize=(4.5 * len(panels) + 2, 4), layout="constrained")
@@ -189,38 +246,60 @@ def memory_vs_batch(df, baseline):
 def throughput_vs_flops(df, baseline):
     ok = _speed_with(df, ["samples_per_s", "flops_step"], "both a throughput and a FLOP count")
     work = ok["flops_step"] / ok["batch_size"]
-    util = 100 * ok["utilization"].astype(float)
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.subplots()
-    cmap = mpl.colormaps["viridis"].with_extremes(bad="0.6")
-    vmax = max(1.0, float(np.nanmax(util))) if util.notna().any() else 100.0
-    for mode, marker in zip(sorted(ok["mode"].unique()), "o^sD"):
-        sel = ok["mode"] == mode
-        sc = ax.scatter(work[sel], ok.loc[sel, "samples_per_s"], c=util[sel], cmap=cmap,
-                        vmin=0, vmax=vmax, marker=marker, s=40, edgecolors="k", linewidths=0.4,
-                        plotnonfinite=True, label=mode)
-    fig.colorbar(sc, ax=ax, label="utilization (% of attainable peak; grey: unknown)")
+    variants = variant_order(ok["variant"])
+    for v in variants:
+        sel = ok["variant"] == v
+        ax.plot(work[sel], ok.loc[sel, "samples_per_s"], linestyle="", markersize=6,
+                markeredgecolor="k", markeredgewidth=0.4, **_variant_style(v))
     xs = np.geomspace(work.min() / 2, work.max() * 2, 50)
-    for device, peak in ok.groupby("device")["attainable_flops_per_s"].max().dropna().items():
-        for frac, style in ((1, "-"), (0.1, "--"), (0.01, ":")):
-            ax.plot(xs, frac * peak / xs, color="0.4", linestyle=style, linewidth=0.8,
-                    label=f"{frac:.0%} of {device} attainable ({peak / 1e9:,.0f} GFLOP/s)")
-    for model, p in ok.groupby("model"):
-        top = p["samples_per_s"].idxmax()
-        ax.annotate(model, (work[top], ok.loc[top, "samples_per_s"]), fontsize=8,
-                    xytext=(5, 3), textcoords="offset points")
+    for (device, precision), peak in ok.groupby(["device", "precision"])[
+            "attainable_flops_per_s"].max().dropna().items():
+        if precision not in ("fp32", "bf16"):
+            continue
+        ax.plot(xs, peak / xs, color=PRECISION_COLORS[precision], linestyle="--", linewidth=0.8)
+        ax.annotate(f"{device} {precision} attainable {peak / 1e9:,.0f} GFLOP/s",
+                    (xs[5], peak / xs[5]), fontsize=7, color=PRECISION_COLORS[precision],
+                    rotation=-30, rotation_mode="anchor")
+    _label_best(ax, ok, work)
     _log(ax, "x")
     _log(ax)
     ax.set_ylim(ok["samples_per_s"].min() / 3, ok["samples_per_s"].max() * 3)
     ax.set_xlabel("work per sample (FLOPs per step / batch size, log)")
     ax.set_ylabel("throughput (samples/s, log)")
-    ax.set_title("throughput vs work; diagonals: constant FLOP/s")
-    ax.legend(title="mode; constant FLOP/s", loc="lower left")
+    ax.set_title("throughput vs work; dashed: each device's attainable rate (constant FLOP/s)")
+    _style_legend(ax, variants)
     return fig
 
 
-def _train_error(curve: dict):
-    return 1 - np.asarray(curve["train_acc"], dtype=float) if "train_acc" in curve else None
+def _label_best(ax, ok, work) -> None:
+    """Each model's name at its fastest point, skipping a label that would overprint
+    one already placed (the legend and the tables name every point)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(ax.figure).get_renderer()
+    placed = []
+    for model, p in ok.groupby("model"):
+        top = p["samples_per_s"].idxmax()
+        text = ax.annotate(model, (work[top], ok.loc[top, "samples_per_s"]), fontsize=7,
+                           xytext=(5, 3), textcoords="offset points")
+        box = text.get_window_extent(renderer)
+        if any(box.overlaps(other) for other in placed):
+            text.remove()
+        else:
+            placed.append(box)
+
+
+def _running_error(curve: dict):
+    """1 - the running accuracy over each interval's training batches, in train mode."""
+    return 1 - np.asarray(curve["train_acc"], dtype=float) if curve.get("train_acc") else None
+
+
+def _eval_error(curve: dict):
+    """1 - the eval-mode accuracy on a fixed training subset, at each evaluation."""
+    values = curve.get("train_eval_acc")
+    return 1 - np.asarray(values, dtype=float) if values else None
 
 
 def _seed_band(curves, x_key, y_of):
@@ -289,10 +368,13 @@ def convergence_accuracy(df, baseline):
 
 
 def train_error(df, baseline):
-    return _curve_figure(df, [("iters", _train_error, "iterations (optimizer steps)",
-                               "training error (1 - train accuracy)")],
-                         "training error: median over seeds, band = min-max; dashed: plain "
-                         "(no shortcuts)")
+    columns = [("iters", _running_error, "iterations (optimizer steps)",
+                "running training error (train mode)")]
+    if any(isinstance(c, dict) and c.get("train_eval_acc") for c in convergence(df)["curve"]):
+        columns.append(("iters", _eval_error, "iterations (optimizer steps)",
+                        "training error (eval mode, fixed training subset)"))
+    return _curve_figure(df, columns, "training error: median over seeds, band = min-max; "
+                         "dashed: plain (no shortcuts)")
 
 
 def trend(df, baseline):
@@ -300,9 +382,11 @@ def trend(df, baseline):
     runs = ok.sort_values("run_index").drop_duplicates("run")["run"].tolist()
     if len(runs) < 2:
         raise Skip("one run loaded; a trend needs several")
-    ok = ok[ok["variant"] == baseline]
+    ok = ok[[v == baseline_for(d, ok["variant"], baseline)
+             for v, d in zip(ok["variant"], ok["device"])]]
     if ok.empty:
-        raise Skip(f"no case at the {baseline} variant")
+        raise Skip("no case at a baseline variant")
+    baseline = ", ".join(sorted(set(ok["variant"])))
     ok = ok.assign(label=varying_label(ok, ["model", "batch_size", "input_shape"]))
     colors = _colors(sorted(ok["label"].unique()))
     panels = _panels(ok)
@@ -321,26 +405,75 @@ def trend(df, baseline):
     return fig
 
 
+def scaling(df, baseline):
+    """Global throughput against world size, one line per model, strategy and variant,
+    each beside its ideal (world size x the world-size-1 per-device throughput)."""
+    from ..scaling import efficiency
+
+    eff = efficiency(df)
+    if eff.empty:
+        raise Skip("no data-parallel case (resnets run --world-sizes 1,2 --strategies ddp)")
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.subplots()
+    groups = list(eff.groupby(["model", "mode", "device", "strategy", "variant", "batch_size"],
+                              sort=True, dropna=False))
+    colors = _colors([k for k, _ in groups])
+    for key, g in groups:
+        g = g.sort_values("world_size")
+        label = f"{key[0]} {key[1]} {key[2]} {key[3]} bs{key[5]}/device"
+        if len({k[4] for k, _ in groups}) > 1:
+            label += f" {key[4]}"
+        ax.errorbar(g["world_size"], g["samples_per_s"],
+                    yerr=[g["samples_per_s"] - g["sps_low"], g["sps_high"] - g["samples_per_s"]],
+                    marker="o", color=colors[key], label=label, capsize=3)
+        one = g[g["efficiency"].notna()]
+        if not one.empty:
+            base = (one["per_device"] / one["efficiency"]).iloc[0]
+            ax.plot(g["world_size"], g["world_size"] * base, linestyle="--",
+                    color=colors[key], alpha=0.6)
+    _log(ax, "x", base=2)
+    _log(ax, "y")
+    ax.set_xticks(sorted(set(eff["world_size"])))
+    ax.set_xlabel("world size (processes, one per device)")
+    ax.set_ylabel("samples/s, all devices")
+    ax.plot([], [], linestyle="--", color="0.4", label="ideal (linear from world size 1)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
 # (file stem, title, caption, function) in report order.
 PLOTS = [
     ("throughput", "Throughput by model and variant",
-     "Best samples per second over batch sizes, per device and mode; log scale.", throughput),
+     "Best samples per second over batch sizes of each variant, per model and input size, "
+     "device and mode, with 95% intervals; log scale.", throughput),
     ("speedup_heatmap", "Speed-up heatmap",
-     "Each variant's throughput divided by the baseline variant's, same model, mode, "
-     "device, batch and input; blue is faster, red slower.", speedup_heatmap),
+     "Each variant's throughput divided by its baseline's (same model, mode, device, batch "
+     "and input): purple is faster, orange slower; a pale cell marked ≈ is within noise, "
+     "a grey one was not measured.", speedup_heatmap),
     ("step_times", "Step-time distributions",
      "Raw per-step times: box = quartiles, line = median, whiskers = 1.5 IQR, dots = "
      "outliers. Each step processes one batch.", step_times),
     ("memory_vs_batch", "Peak memory vs batch size",
-     "Peak memory of one step at the baseline variant, per device and mode.", memory_vs_batch),
+     "Peak memory of one step at the baseline variant, per device and mode, for models "
+     "measured at two or more batch sizes.", memory_vs_batch),
     ("throughput_vs_flops", "Throughput vs FLOPs",
-     "Work per sample against samples per second, coloured by utilization of the "
-     "attainable peak; along a diagonal the FLOP/s are constant.", throughput_vs_flops),
+     "Work per sample against samples per second; colour is precision, marker memory "
+     "format (hollow: compiled). Along a dashed diagonal the FLOP/s are constant, at "
+     "the attainable rate measured on the machine.", throughput_vs_flops),
     ("convergence_accuracy", "Convergence: test accuracy",
      "Test accuracy against optimizer steps and against training seconds.", convergence_accuracy),
     ("train_error", "Convergence: training error (degradation)",
-     "Training error against optimizer steps: a deeper plain net training worse than a "
-     "shallower one is the degradation problem residual shortcuts fix.", train_error),
+     "Training error against optimizer steps, two ways: the running error over each "
+     "interval's training batches in train mode (BatchNorm on batch statistics, weights "
+     "moving), and, where recorded, the error of the model in eval mode on a fixed "
+     "1,000-image training subset at each evaluation (closer to He et al.'s Fig. 6). A "
+     "deeper plain net training worse than a shallower one is the degradation problem "
+     "residual shortcuts fix.", train_error),
+    ("scaling", "Data-parallel scaling",
+     "Samples per second over all devices against world size (log-log), with 95% "
+     "intervals; dashed: the ideal, world size times the per-device throughput at world "
+     "size 1. The gap is communication that backward does not hide, and stragglers.",
+     scaling),
     ("trend", "Throughput over runs",
      "Samples per second of each baseline-variant case in every loaded run.", trend),
 ]

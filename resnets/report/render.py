@@ -21,21 +21,24 @@ from .. import text
 MISSING = "—"
 NOT_REACHED = "not reached"  # how an infinite value (see tables) reads
 
+# Laid out to fit: no table wider than the body on a desktop (cells wrap, long ids break
+# anywhere), and on a phone a wide table scrolls inside its box, never the page.
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.4}
-h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:13px;margin:.4em 0}
-th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top}th{background:#f2f2f2}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.scroll{overflow-x:auto}img{max-width:100%;height:auto}
+padding:0 1em;color:#222;line-height:1.4;overflow-wrap:anywhere}
+h1{margin-bottom:.2em;font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:12.5px;margin:.4em 0}
+th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto;max-width:100%}img{max-width:100%;height:auto}
 .note{color:#555}.skip{color:#8a5a00;font-style:italic}nav li{display:inline;margin-right:1em}
 """.strip()
 
 
 @dataclass
 class Section:
-    """One table or plot of the report; ``missing`` says why it has nothing to show."""
+    """One table or plot of the report; ``missing`` says why it has nothing to show.
+    ``data`` is the table as numbers for its CSV, when the shown table is text."""
 
     name: str  # file stem and HTML anchor
     title: str
@@ -43,6 +46,7 @@ class Section:
     table: pd.DataFrame | None = None
     png: bytes | None = None
     missing: str | None = None
+    data: pd.DataFrame | None = None
 
 
 def fmt(value) -> str:
@@ -72,7 +76,8 @@ def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     cell = ('<td class="num">{}</td>', "<td>{}</td>")
     body = "\n".join(
-        "<tr>" + "".join(cell[not num].format(html.escape(fmt(v))) for v, num in zip(row, numeric))
+        "<tr>" + "".join(cell[not num].format(html.escape(fmt(v)).replace("\n", "<br>"))
+                         for v, num in zip(row, numeric))
         + "</tr>" for row in df.itertuples(index=False))
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
@@ -114,7 +119,7 @@ def markdown_page(title: str, intro: list[str], sections: list[Section], footer:
     """Short: the intro and the given sections' tables (a missing one in one line)."""
     lines = [f"## {text.md(title)}", "", *(text.md(line) + "  " for line in intro), ""]
     for s in sections:
-        lines += [f"### {text.md(s.title)}", ""]
+        lines += [f"### {text.md(s.title)}", "", f"_{text.md(s.caption)}_", ""]
         if s.missing:
             lines += [f"_Not shown: {text.md(s.missing)}._", ""]
         if s.table is not None and not s.table.empty:

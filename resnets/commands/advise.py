@@ -1,0 +1,65 @@
+"""Say which variant to use, per model, device and mode, and which to avoid, with intervals.
+
+For each model, device, mode, batch and input in RESULTS: the fastest variant whose
+speed-up over the baseline is statistically supported (its 95% interval, which includes
+the run-to-run shift, lies above 1), its memory change and, if compiled, when compiling
+pays off; the variants measured as slower, with how much; "no clear winner" when no
+variant is clearly faster; and for launch-bound GPU cases what helps instead. Never a
+variant whose interval holds the baseline. Needs no torch.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="result files, run folders or globs")
+    p.add_argument("--baseline", metavar="VARIANT",
+                   help="variant speed-ups divide by (default: PyTorch's default numerics, "
+                        "contiguous-default-eager on CUDA, contiguous-fp32-eager on CPU)")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the advice here")
+
+
+def lines(advice) -> list[str]:
+    from ..report.advice import interval
+
+    out = []
+    for a in advice:
+        head = f"{a.model} {a.device} {a.mode} bs{a.batch_size} {a.input_shape}: "
+        if a.note:
+            out.append(head + a.note)
+            continue
+        if a.pick is None:
+            out.append(head + f"no clear winner over {a.baseline}"
+                       + (f" (within noise: {', '.join(a.unclear)})" if a.unclear else ""))
+        elif a.pick == a.baseline:
+            out.append(head + f"keep {a.baseline} (nothing else measured)")
+        else:
+            extra = [f"peak memory {a.memory_ratio:.2f}x"] if a.memory_ratio else []
+            if a.compile_s is not None and a.breakeven_steps is not None:
+                extra.append(f"compile {a.compile_s:.0f} s, pays off after "
+                             f"{a.breakeven_steps:,.0f} steps")
+            out.append(head + f"use {a.pick}, {interval(a.speedup, a.speedup_low, a.speedup_high)}"
+                       f" over {a.baseline}" + (f"; {'; '.join(extra)}" if extra else ""))
+        out += [f"    slower here: {v} {interval(s, lo, hi)}" for v, s, lo, hi in a.slower]
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..report import load
+    from ..report.advice import advice_rows, advise
+    from ..report.render import markdown_table
+    from ..store import atomic_write_text
+
+    advice = advise(load(args.results), args.baseline)
+    if not advice:
+        raise UserError("no speed case with a baseline to compare against "
+                        "(name one with --baseline)")
+    if args.markdown:
+        atomic_write_text(args.markdown, "### What to use\n\n"
+                          + markdown_table(advice_rows(advice)) + "\n")
+    print("\n".join(lines(advice)))
+    return 0

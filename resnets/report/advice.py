@@ -1,0 +1,219 @@
+"""Speed-ups with their intervals, and what to use: the advice behind the report's
+"What to use" section, its headline and ``resnets advise``.
+
+A speed-up is a variant's throughput over its baseline's, for the same model, mode,
+device, batch and input in the same run. Its 95% interval comes from both cases'
+samples and the device's run-to-run shift (``frame.speed``: another run could move
+either case that much), on log scale: ``exp(d +- 1.96 sqrt(se_v^2 + se_b^2))``. A
+speed-up whose interval holds 1 is within noise.
+
+The advice for a model on a device in a mode (at one batch and input) is the fastest
+variant whose speed-up interval lies above 1, never one whose interval holds 1 ("no
+clear winner" when none does); beside it, how its peak memory compares with the
+baseline's, and for a compiled variant the compile time and the steps after which it has
+paid for itself against its eager twin; and the variants measured as slower (interval
+below 1), with how much, so a user sees what not to do at that input size. A launch-bound
+case gets no variant at all: when the GPU idles for most of the step (``gpu_busy`` below
+half, measured by ``resnets.measure.busy``; for results without that measurement, a CUDA
+baseline below ``LAUNCH_BOUND_UTILIZATION`` of the attainable FLOP/s), its precisions and
+formats differ by launch noise, and the advice says what helps instead.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from .frame import ROW_KEYS, Z95, baseline_for, shown, sort_rows, speed, variant_order
+
+# Without a measured GPU-busy share: a CUDA case this far below its attainable FLOP/s is
+# taken as launch-bound (on the H100 reference, LeNet-BN and ResNet-20 ran at <= 0.5%
+# while every compute-bound case reached >= 9%).
+LAUNCH_BOUND_UTILIZATION = 0.02
+LAUNCH_BOUND_ADVICE = ("launch-bound: the GPU idles for most of each step, so precisions "
+                       "and formats differ by launch noise; CUDA graphs "
+                       "(compile-reduce-overhead) or larger batches help, precision does not")
+
+
+def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """One row per (row group, variant) with a baseline in the same group: throughput and
+    its interval, speed-up over the baseline and its interval, ``within_noise``.
+    A ``baseline`` the user named must exist (else ``UserError``)."""
+    ok = speed(df).dropna(subset=["samples_per_s"])
+    if baseline is not None and baseline not in set(ok["variant"]):
+        raise UserError(f"--baseline {baseline}: no successful case has this variant "
+                        f"(variants here: {', '.join(variant_order(ok['variant'])) or 'none'})")
+    rows = []
+    for _, group in sort_rows(ok).groupby(ROW_KEYS, sort=False, dropna=False):
+        base_name = baseline_for(group["device"].iloc[0], group["variant"], baseline)
+        base = group[group["variant"] == base_name]
+        if base.empty:
+            continue
+        b = base.iloc[0]
+        for _, r in group.iterrows():
+            d = math.log(r["samples_per_s"] / b["samples_per_s"])
+            se = math.hypot(r["level_se"], b["level_se"]) if r["variant"] != base_name else 0.0
+            low, high = math.exp(d - Z95 * se), math.exp(d + Z95 * se)
+            rows.append({**{k: r[k] for k in ROW_KEYS}, "variant": r["variant"],
+                         "baseline": base_name, "samples_per_s": r["samples_per_s"],
+                         "sps_low": r["sps_low"], "sps_high": r["sps_high"],
+                         "speedup": math.exp(d), "speedup_low": low, "speedup_high": high,
+                         "within_noise": bool(low <= 1 <= high) and r["variant"] != base_name,
+                         "peak_memory_bytes": r["peak_memory_bytes"],
+                         "launch_bound": launch_bound(r),
+                         "compile_s": r["timing_compile_s"], "latency_s": r["latency_s"],
+                         "memory_format": r["memory_format"], "precision": r["precision"],
+                         "compile": r["compile"]})
+    return pd.DataFrame(rows)
+
+
+def launch_bound(row) -> bool:
+    """Measured (``launch_bound``), or inferred for older results from utilization."""
+    if isinstance(row["launch_bound"], bool):
+        return row["launch_bound"]
+    util = row["utilization"]
+    return bool(row["device"] == "cuda" and util is not None and np.isfinite(util)
+                and util < LAUNCH_BOUND_UTILIZATION)
+
+
+def interval(value: float, low: float, high: float, unit: str = "×") -> str:
+    """``1.82× (1.55–2.14)``: a value and its 95% interval, 3 significant digits."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{_num(value)}{unit} ({_num(low)}–{_num(high)})"
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+@dataclass
+class Advice:
+    model: str
+    mode: str
+    device: str
+    batch_size: int
+    input_shape: str
+    world_size: int = 1
+    strategy: str = "none"
+    bucket_mb: int | None = None
+    input: str = "synthetic"
+    workers: int = 0
+    baseline: str = ""
+    pick: str | None = None           # the variant to use, or None: no clear winner
+    speedup: float = 1.0
+    speedup_low: float = 1.0
+    speedup_high: float = 1.0
+    samples_per_s: float = 0.0        # of the pick (or of the baseline, with no pick)
+    sps_low: float = 0.0
+    sps_high: float = 0.0
+    memory_ratio: float | None = None  # pick's peak memory / baseline's
+    compile_s: float | None = None
+    breakeven_steps: float | None = None  # steps until compiling pays off (inf: never)
+    slower: list[tuple[str, float, float, float]] = field(default_factory=list)
+    unclear: list[str] = field(default_factory=list)  # faster or slower within noise
+    note: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        if self.note:
+            return self.note.split(":")[0]
+        if self.pick is None:
+            return "no clear winner"
+        if self.pick == self.baseline:
+            return f"keep {self.baseline}"
+        return f"use {self.pick}"
+
+
+def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
+    """The advice for every model, device, mode, batch and input (see the module doc)."""
+    table = speedups(df, baseline)
+    out = []
+    if table.empty:
+        return out
+    for key, g in table.groupby(ROW_KEYS, sort=False, dropna=False):
+        base = g[g["variant"] == g["baseline"]].iloc[0]
+        a = Advice(*key, baseline=base["baseline"], samples_per_s=base["samples_per_s"],
+                   sps_low=base["sps_low"], sps_high=base["sps_high"])
+        others = g[g["variant"] != a.baseline]
+        supported = others[others["speedup_low"] > 1]
+        a.slower = [(r.variant, r.speedup, r.speedup_low, r.speedup_high)
+                    for r in others[others["speedup_high"] < 1].itertuples()]
+        a.unclear = list(others[others["within_noise"]]["variant"])
+        if g["launch_bound"].any():
+            a.pick, a.note, a.slower = None, LAUNCH_BOUND_ADVICE, []
+        elif supported.empty:
+            a.pick = None if len(others) else a.baseline
+            a.speedup = a.speedup_low = a.speedup_high = 1.0
+        else:
+            best = supported.loc[supported["speedup"].idxmax()]
+            a.pick = best["variant"]
+            a.speedup, a.speedup_low, a.speedup_high = (best["speedup"], best["speedup_low"],
+                                                        best["speedup_high"])
+            a.samples_per_s, a.sps_low, a.sps_high = (best["samples_per_s"], best["sps_low"],
+                                                      best["sps_high"])
+            if best["peak_memory_bytes"] and base["peak_memory_bytes"]:
+                a.memory_ratio = best["peak_memory_bytes"] / base["peak_memory_bytes"]
+            if best["compile"] == "compile":
+                a.compile_s, a.breakeven_steps = _breakeven(best, g)
+        out.append(a)
+    return out
+
+
+def _breakeven(compiled, group) -> tuple[float | None, float | None]:
+    """(compile seconds, steps after which compiling paid for itself against the same
+    format and precision in eager mode; inf when the compiled step is not faster)."""
+    twin = group[(group["memory_format"] == compiled["memory_format"])
+                 & (group["precision"] == compiled["precision"]) & (group["compile"] == "eager")]
+    cost = compiled["compile_s"]
+    if twin.empty or cost is None or not np.isfinite(cost):
+        return cost, None
+    saved = twin.iloc[0]["latency_s"] - compiled["latency_s"]
+    return cost, (cost / saved if saved > 0 else math.inf)
+
+
+def advice_rows(advice: list[Advice]) -> pd.DataFrame:
+    """The "What to use" table: one row per model, device, mode, batch and input."""
+    rows = []
+    for a in advice:
+        extra = []
+        if a.memory_ratio is not None:
+            extra.append(f"peak memory {a.memory_ratio:.2f}× the baseline's")
+        if a.compile_s is not None:
+            pays = ("never pays off" if a.breakeven_steps == math.inf else
+                    f"pays off after {a.breakeven_steps:,.0f} steps"
+                    if a.breakeven_steps is not None else "")
+            extra.append(f"compiles in {a.compile_s:.0f} s, {pays}".rstrip(", "))
+        if a.note:
+            extra.append(a.note)
+        elif a.unclear and a.pick is None:
+            extra.append(f"within noise: {', '.join(a.unclear)}")
+        rows.append({**_keys(a), "advice": a.verdict, "speed-up over " + "baseline":
+                     interval(a.speedup, a.speedup_low, a.speedup_high)
+                     if a.pick not in (None, a.baseline) else "—",
+                     "baseline": a.baseline,
+                     "slower (avoid)": "; ".join(f"{v} {interval(s, lo, hi)}"
+                                                 for v, s, lo, hi in a.slower) or "—",
+                     "notes": "; ".join(extra) or "—"})
+    return shown(pd.DataFrame(rows))
+
+
+def _keys(a: Advice) -> dict:
+    return {"model": a.model, "device": a.device, "mode": a.mode, "batch_size": a.batch_size,
+            "input_shape": a.input_shape, "world_size": a.world_size, "strategy": a.strategy,
+            "bucket_mb": a.bucket_mb, "input": a.input, "workers": a.workers}
+
+
+def headline_rows(advice: list[Advice]) -> pd.DataFrame:
+    """Per model, device, mode, batch and input: the best supported variant (or why
+    there is none) with its throughput and speed-up, both with 95% intervals."""
+    rows = []
+    for a in advice:
+        rows.append({**_keys(a), "best": a.pick or a.verdict,
+                     "samples/s (95%)": interval(a.samples_per_s, a.sps_low, a.sps_high, ""),
+                     "vs baseline (95%)": interval(a.speedup, a.speedup_low, a.speedup_high)
+                     if a.pick not in (None, a.baseline) else "—"})
+    return shown(pd.DataFrame(rows))
