@@ -1,22 +1,30 @@
 """Datasets for the convergence runs, as tensors already on the training device.
 
-Every dataset is held whole in memory, on the device, as normalized float32 tensors:
-the training loop then gathers a batch by indexing (no DataLoader, no worker processes,
-no host-to-device copy per step), which is the airbench / hlb-CIFAR10 way and keeps what
-is timed the same for every dataset. The largest one, CIFAR-10, is 0.6 GB in float32:
-small for a GPU, and fine in a CPU's RAM. There is no augmentation.
+Every dataset is held whole in memory, on the device, as float32 tensors: the training
+loop then gathers a batch by indexing (no DataLoader, no worker processes, no
+host-to-device copy per step), which is the airbench / hlb-CIFAR10 way and keeps what is
+timed the same for every dataset. The largest one, CIFAR-10, is 0.6 GB in float32: small
+for a GPU, and fine in a CPU's RAM. There is no augmentation during training.
 
 - ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 real images, offline),
   split once, stratified, with the fixed seed ``DIGITS_SPLIT_SEED``: 1,347 train / 450
-  test (as ``train_test_split``'s default 25%), whatever the run's seed, so every run sees
-  the same split.
-- ``fashion-mnist`` and ``cifar10``: torchvision's files in a local folder; downloaded
-  only when asked. A missing or damaged folder is a ``UserError`` saying what to put where.
+  test (as ``train_test_split``'s default 25%), whatever the run's seed.
+- ``digits-augmented``: a harder task made offline from the same digits, and named as
+  such: each training and test image is copied ``AUGMENT_COPIES`` times, upsampled to
+  32x32 and shifted by up to 4 pixels, with Gaussian noise (sd 0.3) and a random contrast,
+  drawn from a fixed generator: 10,776 training and 3,600 test images, where the
+  1,347 originals are too easy for a deep net's depth to show.
+- ``fashion-mnist`` and ``cifar10``: the real files in a local folder, in torchvision's
+  layout, read by ``resnets.datafiles`` (CIFAR-10's pickles through a restricted
+  unpickler); downloaded only when asked. A missing or damaged folder is a ``UserError``
+  saying what to put where.
 - ``synthetic``: class templates plus noise (``seed`` picks them), for smoke tests of any shape.
 
 Images are resized (bilinear) to the case's ``(C, H, W)``, gray is repeated to 3 channels
-(colour is averaged to 1), then each channel is standardized with the *training* set's
-mean and std. Loaded datasets are cached; treat their tensors as read-only.
+(colour is averaged to 1), then, unless ``normalize`` is off, each channel is
+standardized with the *training* set's mean and std (off: pixels stay in [0, 1], as
+torchvision's ``ToTensor`` leaves them: the seed notebook's protocol). Loaded datasets
+are cached; treat their tensors as read-only.
 """
 from __future__ import annotations
 
@@ -31,23 +39,25 @@ from .errors import UserError
 if TYPE_CHECKING:  # torch is imported lazily: `resnets train --help` stays fast
     import torch
 
-NAMES = ("digits", "fashion-mnist", "cifar10", "synthetic")
+NAMES = ("digits", "digits-augmented", "fashion-mnist", "cifar10", "synthetic")
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_SIZE = 450
+AUGMENT_COPIES, AUGMENT_SIZE, AUGMENT_SHIFT, AUGMENT_NOISE = 8, 32, 4, 0.3
 DATA_ROOT_ENV = "RESNETS_DATA"   # default --data-root; else ./data
 SYNTHETIC_SIZES = (1000, 500)    # train, test
 SYNTHETIC_NOISE = 1.0            # std of the noise around unit-variance class templates
 
-# What torchvision expects under the data root, for the "not found" message.
+# What to put under the data root, for the "not found" message.
 _EXPECTED = {
-    "fashion-mnist": ("Fashion-MNIST", "FashionMNIST/raw/ (the four *-ubyte files)"),
-    "cifar10": ("CIFAR-10", "cifar-10-batches-py/"),
+    "fashion-mnist": ("Fashion-MNIST", "FashionMNIST/raw/ (the four *-ubyte or *-ubyte.gz "
+                                       "files)"),
+    "cifar10": ("CIFAR-10", "cifar-10-batches-py/ (data_batch_1..5 and test_batch)"),
 }
 
 
 @dataclass(frozen=True)
 class Dataset:
-    train_x: torch.Tensor    # (N, C, H, W) float32, normalized, on the device
+    train_x: torch.Tensor    # (N, C, H, W) float32, on the device
     train_y: torch.Tensor    # (N,) int64
     test_x: torch.Tensor
     test_y: torch.Tensor
@@ -60,36 +70,40 @@ def default_root() -> Path:
 
 
 def load(name: str, input_shape, device="cpu", data_root=None, download: bool = False,
-         seed: int = 0) -> Dataset:
+         seed: int = 0, normalize: bool = True) -> Dataset:
     """Dataset ``name`` at ``input_shape`` (C, H, W) on ``device``.
 
-    ``seed`` only picks the ``synthetic`` data; the real datasets and the digits split are
-    fixed. Raises ``UserError`` for an unknown name or missing files."""
+    ``seed`` only picks the ``synthetic`` data; the real datasets, the digits split and the
+    augmented digits are fixed. Raises ``UserError`` for an unknown name or missing files."""
     if name not in NAMES:
         raise UserError(f"unknown dataset {name!r} (datasets: {', '.join(NAMES)})")
     root = Path(data_root) if data_root is not None else default_root()
     return _load(name, tuple(int(d) for d in input_shape), str(device), str(root),
-                 bool(download), int(seed))
+                 bool(download), int(seed), bool(normalize))
 
 
 @lru_cache(maxsize=4)
-def _load(name, input_shape, device, root, download, seed) -> Dataset:
+def _load(name, input_shape, device, root, download, seed, normalize) -> Dataset:
     if name == "synthetic":
         (train_x, train_y), (test_x, test_y), num_classes, source = _synthetic(input_shape, seed)
     else:
-        loader = _digits if name == "digits" else _torchvision
+        loader = {"digits": _digits, "digits-augmented": _augmented}.get(name, _files)
         train, test, num_classes, source = loader(name, Path(root), download)
         train_x, test_x = _fit(train[0], input_shape), _fit(test[0], input_shape)
         train_y, test_y = train[1], test[1]
-    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
-    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     info = {"name": name, **source, "input_shape": list(input_shape),
             "n_train": len(train_y), "n_test": len(test_y), "num_classes": num_classes,
-            "normalization": {"mean": mean.flatten().tolist(), "std": std.flatten().tolist(),
-                              "from": "training set, per channel"},
             "storage": f"whole dataset as float32 tensors on {device}"}
-    return Dataset(((train_x - mean) / std).to(device), train_y.long().to(device),
-                   ((test_x - mean) / std).to(device), test_y.long().to(device), num_classes, info)
+    if normalize:
+        mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+        std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+        info["normalization"] = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist(),
+                                 "from": "training set, per channel"}
+    else:
+        info["normalization"] = "none: pixels in [0, 1] (as ToTensor gives them)"
+    return Dataset(train_x.to(device), train_y.long().to(device), test_x.to(device),
+                   test_y.long().to(device), num_classes, info)
 
 
 def _fit(x, input_shape):
@@ -122,31 +136,61 @@ def _digits(name, root, download):
     return ((x[idx_train], y[idx_train]), (x[idx_test], y[idx_test]), 10, source)
 
 
+def _augmented(name, root, download):
+    """The digits split, each image in ``AUGMENT_COPIES`` shifted, noisy, re-contrasted
+    32x32 copies, from a fixed generator (see the module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
+    train, test, classes, source = _digits(name, root, download)
+    g = torch.Generator().manual_seed(DIGITS_SPLIT_SEED)
+
+    def copies(x, y):
+        big = F.interpolate(x, size=(AUGMENT_SIZE - 2 * AUGMENT_SHIFT,) * 2, mode="bilinear",
+                            align_corners=False).repeat(AUGMENT_COPIES, 1, 1, 1)
+        out = torch.zeros(len(big), 1, AUGMENT_SIZE, AUGMENT_SIZE)
+        shifts = torch.randint(0, 2 * AUGMENT_SHIFT + 1, (len(big), 2), generator=g)
+        side = AUGMENT_SIZE - 2 * AUGMENT_SHIFT
+        for i, (dy, dx) in enumerate(shifts.tolist()):
+            out[i, :, dy:dy + side, dx:dx + side] = big[i]
+        contrast = torch.empty(len(big), 1, 1, 1).uniform_(0.5, 1.5, generator=g)
+        noise = AUGMENT_NOISE * torch.randn(out.shape, generator=g)
+        return (out * contrast + noise).clamp(0, 1), y.repeat(AUGMENT_COPIES)
+
+    source = {"source": f"augmented digits (synthetic, offline): each of the bundled 8x8 "
+                        f"digits as {AUGMENT_COPIES} copies at {AUGMENT_SIZE}x{AUGMENT_SIZE}, "
+                        f"shifted up to {AUGMENT_SHIFT} px, contrast 0.5-1.5, noise sd "
+                        f"{AUGMENT_NOISE}, fixed generator", "split": source["split"]}
+    return copies(*train), copies(*test), classes, source
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _torchvision(name, root, download):
+def _files(name, root, download):
+    """Fashion-MNIST or CIFAR-10 from their files (downloaded first only if asked)."""
     import torch
-    from torchvision import datasets
 
-    cls = datasets.FashionMNIST if name == "fashion-mnist" else datasets.CIFAR10
+    from .datafiles import READERS
+
     title, expected = _EXPECTED[name]
+    if download:
+        from torchvision import datasets
+
+        cls = datasets.FashionMNIST if name == "fashion-mnist" else datasets.CIFAR10
+        try:
+            for train in (True, False):
+                cls(str(root), train=train, download=True)
+        except Exception as exc:
+            raise UserError(f"could not download {title} into {root}: {_first_line(exc)}") from None
     try:
-        parts = [cls(str(root), train=train, download=download) for train in (True, False)]
-    except Exception as exc:  # torchvision raises RuntimeError/OSError/pickle errors
-        if download:
-            raise UserError(f"could not download {title} into {root}: "
-                            f"{_first_line(exc)}") from None
-        raise UserError(f"{title} not found under {root}: put {expected} there "
-                        f"or pass --download") from None
-    out = []
-    for part in parts:
-        data = torch.as_tensor(part.data)
-        data = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # -> NCHW
-        out.append((data.float() / 255.0, torch.as_tensor(part.targets)))
-    source = {"source": f"torchvision.datasets.{cls.__name__} from {root}",
-              "split": "the official train/test split"}
+        parts = [READERS[name](root, part) for part in ("train", "test")]
+    except FileNotFoundError as exc:
+        raise UserError(f"{title} not found under {root} ({Path(exc.args[0]).name} is "
+                        f"missing): put {expected} there or pass --download") from None
+    out = [(torch.from_numpy(x).float() / 255.0, torch.from_numpy(y)) for x, y in parts]
+    source = {"source": f"{title} files under {root}", "split": "the official train/test split"}
     return out[0], out[1], 10, source
 
 

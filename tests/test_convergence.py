@@ -46,13 +46,21 @@ def test_lenet_bn_reaches_90_percent_within_300_iterations(seed):
     assert r.samples_to_target == r.iters_to_target * 100
     assert 0 < r.train_s_to_target <= r.total_s_to_target
     assert r.benchmark_s == r.train_s_to_target
+    # The bracket: the evaluation before the target was below it, 5 iterations earlier
+    # while evaluations are dense; the interpolation lies inside.
+    assert r.iters_to_target - r.iters_to_target_low == 5
+    assert r.iters_to_target_low <= r.iters_to_target_interp <= r.iters_to_target
+    below = r.curve["test_acc"][-2] if len(r.curve["test_acc"]) > 1 else 0.0
+    assert below < 0.9 <= r.curve["test_acc"][-1]
+    assert r.train_s_to_target_low <= r.train_s_to_target_interp <= r.train_s_to_target
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_plain_lenet_is_still_below_50_percent_at_300_iterations(lenet_runs, seed):
     r = lenet_runs[seed]
     assert r.status == "not_reached" and r.iters_run == 300
-    assert r.curve["iters"] == [50, 100, 150, 200, 250, 300]
+    assert r.curve["iters"] == [*range(5, 100, 5), 100, 125, 160, 200, 250, 300]
+    assert r.epochs_run == pytest.approx(300 * 100 / 1347)
     assert max(r.curve["test_acc"]) < 0.5
     assert r.iters_to_target is None and r.train_s_to_target is None
     assert r.benchmark_s == r.train_s  # the whole budget's training seconds
@@ -67,10 +75,11 @@ def test_result_is_json_ready_and_complete(lenet_runs):
     assert d["schema_version"] == SCHEMA_VERSION and d["kind"] == "convergence"
     assert d["case_id"] == case("lenet").id and r.case == case("lenet")
     assert r.hyperparams["lr"] == 1.0 and r.hyperparams["momentum"] == 0.0
-    assert r.hyperparams["eval_every"] == 50 and r.hyperparams["batch_size"] == 100
+    assert r.hyperparams["eval_every"] is None and r.hyperparams["batch_size"] == 100
     curve = r.curve
     assert set(curve) == set(cv.CURVE_KEYS)
-    assert all(len(v) == 6 for v in curve.values())
+    assert all(len(v) == 25 for v in curve.values())
+    assert all(0 <= a <= 1 for a in curve["train_eval_acc"])
     assert curve["train_s"] == sorted(curve["train_s"])
     assert all(t <= tot for t, tot in zip(curve["train_s"], curve["total_s"]))
     assert all(0 <= a <= 1 for a in curve["train_acc"])
@@ -138,6 +147,70 @@ def test_presets_plan_every_run():
     assert {t.dataset for t in presets.trials("full", ("degradation",))} == {"cifar10"}
     with pytest.raises(UserError):
         presets.trials("quick", ("nope",))
+    assert all(t.max_iters >= 3000 for t in bn if t.case.model == "lenet")  # room to break out
+    assert not presets.trials("quick", ("degradation-augmented",))[0].stop_at_target
+    assert "seed" not in {t.experiment for t in quick}  # needs data: only when named
+
+
+def test_the_seed_experiment_is_the_notebooks_protocol():
+    trial = presets.trials("full", ("seed",))[0]
+    hp = dataclasses.replace(cv.default_hyperparams(trial.case.model), **dict(trial.protocol))
+    assert (trial.dataset, trial.case.batch_size, trial.max_iters) == ("fashion-mnist", 100, 6000)
+    assert (hp.lr, hp.momentum, hp.shuffle, hp.normalize) == (1.0, 0.0, False, False)
+    assert hp.eval_points(6000) == list(range(500, 6001, 500))
+    assert {t.case.model for t in presets.trials("full", ("seed",))} == {"lenet", "lenet_bn"}
+
+
+def test_the_seed_protocol_runs_on_fashion_mnist_files_and_is_judged(tmp_path):
+    """The seed experiment's trials, shortened to 1,000 iterations, on generated files in
+    the real format; the report's finding compares them with the notebook's figures."""
+    import datasets
+
+    from resnets.report.findings import findings
+    from resnets.results import frame
+
+    datasets.write_fashion_mnist(tmp_path, 600, 200)
+    results = [cv.run_trial(t._replace(max_iters=1000), data_root=tmp_path, threads=1)
+               for t in presets.trials("quick", ("seed",)) if t.seed == 0]
+    assert [r.hyperparams["shuffle"] for r in results] == [False, False]
+    assert all(r.curve["iters"] == [500, 1000] for r in results)
+    assert results[0].dataset_info["normalization"].startswith("none")
+    [finding] = findings(frame([r.row() for r in results]))
+    assert finding.experiment == "seed" and finding.observed in ("yes", "no")
+    assert "seed notebook 10.0%" in finding.evidence and "at iteration 500" in finding.evidence
+
+
+def test_findings_state_what_the_runs_show_with_their_spread(tmp_path):
+    """Synthetic runs with known outcomes: BN 10x faster, plain56 worse, resnet56 not."""
+    import records
+
+    from resnets.report.findings import findings
+    from resnets.results import frame
+    from resnets.schema import Status
+
+    def run_of(model, seed, iters=None, final_err=0.0, experiment="bn"):
+        reached = iters is not None
+        return records.convergence(
+            Case(model, "train", batch_size=100, input_shape=(1, 28, 28)), seed,
+            Status.REACHED if reached else Status.NOT_REACHED, dataset="digits",
+            experiment=experiment, iters_to_target=iters, iters_to_target_low=iters and iters - 5,
+            iters_to_target_interp=iters and iters - 2, iters_run=iters or 3000, epochs_run=223.0,
+            curve={"iters": [iters or 3000], "test_acc": [0.95 if reached else 0.1],
+                   "train_eval_acc": [1 - final_err]})
+    rows = [run_of("lenet_bn", s, 20 + 5 * s) for s in range(3)]
+    rows += [run_of("lenet", s, 250 + 10 * s) for s in range(3)]
+    rows += [run_of(m, s, 100, err, "degradation") for s in range(3) for m, err in
+             (("plain20", 0.01), ("plain56", 0.3 + 0.1 * s), ("resnet20", 0.0),
+                             ("resnet56", 0.005))]
+    found = {f.claim.split()[1] + f.claim.split()[-1]: f
+             for f in findings(frame([r.row() for r in rows]))}
+    bn = next(f for f in found.values() if f.experiment == "bn")
+    assert bn.observed == "yes" and "lenet_bn reached 90% in 18-28 iterations" in bn.evidence
+    assert "fewer than lenet (seeds: 9.6-13.8x" in bn.evidence
+    worse = next(f for f in found.values() if "plain" in f.claim)
+    assert worse.observed == "yes" and "plain56 40.0% (seeds 30.0-50.0%)" in worse.evidence
+    resid = next(f for f in found.values() if "ResNet" in f.claim)
+    assert resid.observed == "yes"
 
 
 def test_train_cli_writes_a_valid_case_file(tmp_path):

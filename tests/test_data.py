@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -83,31 +84,60 @@ def test_missing_folder_is_a_one_line_user_error(tmp_path, name, title, expected
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(UserError, match="digits, fashion-mnist, cifar10, synthetic"):
+    with pytest.raises(UserError, match="digits, digits-augmented, fashion-mnist, cifar10"):
         data.load("mnist", (1, 28, 28))
 
 
-def _idx(path, array: np.ndarray) -> None:
-    """Write ``array`` as an IDX file (the MNIST format torchvision reads)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def test_fashion_mnist_loads_from_a_local_folder(tmp_path):
-    """The real torchvision loading path, on a tiny folder made here (nothing downloaded)."""
-    raw = tmp_path / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 30), ("t10k", 20)):
-        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_loads_from_files_in_torchvision_layout(tmp_path, gz):
+    """Gzipped IDX (as torchvision downloads them) or extracted; made here, not downloaded."""
+    datasets.write_fashion_mnist(tmp_path, 30, 20, gz=gz)
     d = data.load("fashion-mnist", (1, 28, 28), data_root=tmp_path)
     assert d.train_x.shape == (30, 1, 28, 28) and d.test_x.shape == (20, 1, 28, 28)
     assert d.train_y.tolist() == [i % 10 for i in range(30)]
     assert abs(float(d.train_x.mean())) < 1e-4
+    raw_pixels = data.load("fashion-mnist", (1, 28, 28), data_root=tmp_path, normalize=False)
+    assert 0 <= float(raw_pixels.train_x.min()) and float(raw_pixels.train_x.max()) <= 1
     resized = data.load("fashion-mnist", (3, 32, 32), data_root=tmp_path)
     assert resized.train_x.shape == (30, 3, 32, 32)
+
+
+def test_cifar10_batches_load_through_the_restricted_unpickler(tmp_path):
+    datasets.write_cifar10(tmp_path, per_batch=12, test=10)
+    d = data.load("cifar10", (3, 32, 32), data_root=tmp_path)
+    assert d.train_x.shape == (60, 3, 32, 32) and d.test_x.shape == (10, 3, 32, 32)
+    assert d.train_y.tolist()[:12] == [i % 10 for i in range(12)]
+
+
+def test_a_malicious_cifar_pickle_is_refused_and_runs_nothing(tmp_path):
+    from resnets.datafiles import DataFileError, read_cifar_batch
+
+    marker = tmp_path / "pwned"
+    bad = datasets.malicious_pickle(tmp_path / "data_batch_1", marker)
+    with pytest.raises(DataFileError, match="refused to load .*system") as err:
+        read_cifar_batch(bad)
+    assert "\n" not in str(err.value) and not marker.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:-7], "truncated or damaged"), (lambda b: b"\x01" + b[1:], "bad magic"),
+])
+def test_a_damaged_idx_file_is_one_line(tmp_path, damage, message):
+    from resnets.datafiles import DataFileError, read_idx
+
+    path = tmp_path / "x-ubyte"
+    path.write_bytes(damage(datasets.idx_bytes(np.zeros((3, 4, 4), dtype=np.uint8))))
+    with pytest.raises(DataFileError, match=message):
+        read_idx(path)
+
+
+def test_augmented_digits_are_harder_copies_named_as_such():
+    d = data.load("digits-augmented", (1, 32, 32), normalize=False)
+    assert d.train_x.shape == (1347 * data.AUGMENT_COPIES, 1, 32, 32)
+    assert d.test_x.shape == (450 * data.AUGMENT_COPIES, 1, 32, 32)
+    assert "augmented digits (synthetic" in d.info["source"]
+    again = data.load("digits-augmented", (1, 32, 32), normalize=False)
+    assert torch.equal(again.train_x, d.train_x)
 
 
 def test_cli_missing_data_folder_exits_2_with_one_line(tmp_path):
@@ -119,3 +149,26 @@ def test_cli_missing_data_folder_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1 and "CIFAR-10 not found under" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_train_cli_on_fashion_mnist_files(tmp_path):
+    datasets.write_fashion_mnist(tmp_path / "data", 300, 100)
+    r = subprocess.run([sys.executable, "-m", "resnets", "train", "lenet_bn", "--dataset",
+                        "fashion-mnist", "--data-root", str(tmp_path / "data"), "--max-iters",
+                        "30", "--threads", "1", "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "lenet_bn" in r.stdout and len(list((tmp_path / "out" / "cases").glob("*.json"))) == 1
+
+
+def test_the_suite_trains_on_cifar10_batches(tmp_path):
+    from test_suite import pytest_run
+
+    from resnets.suite import convergence
+
+    datasets.write_cifar10(tmp_path / "data", per_batch=60, test=60)
+    r = pytest_run(tmp_path, "--bench-experiments", "degradation", "--bench-models", "resnet20",
+                   "--bench-dataset", "cifar10", "--bench-data-root", str(tmp_path / "data"),
+                   "--bench-threads", "1", "--bench-out", str(tmp_path / "run"),
+                   suite=convergence.__file__)
+    assert r.returncode == 0 and "3 measured" in r.stdout, r.stdout[-2000:]
