@@ -1,0 +1,231 @@
+"""Data-parallel cases under torchrun on this CPU: world size 2 with gloo (two processes
+on two cores), DDP and FSDP, through `resnets run` and `pytest bench`; a crashing rank;
+two "nodes" on one machine; and the projection. No speed is asserted."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+from records import speed, steady, write
+
+from resnets import store
+from resnets.case import Case
+from resnets.report import load
+from resnets.scaling import efficiency, parse_bandwidth, project, step_time
+from resnets.schema import Status, from_dict
+
+FAST = ["--devices", "cpu", "--modes", "train", "--memory-formats", "contiguous",
+        "--precisions", "fp32", "--compile", "eager", "--no-convergence",
+        "--time-budget", "0.3", "--min-rounds", "3"]
+
+
+def resnets(*args, env=None, timeout=600, cwd=None):
+    return subprocess.run([sys.executable, "-m", "resnets", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def records(run_dir):
+    out = {}
+    for path in (run_dir / store.CASES_DIR).glob("*.json"):
+        entry = json.loads(path.read_text())["benchmarks"][0]
+        r = from_dict(entry["extra_info"], (entry["stats"] or {}).get("data") or [])
+        out[r.case.id] = r
+    return out
+
+
+@pytest.fixture(scope="module")
+def scaling_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    r = resnets("run", "--models", "resnet20", "--world-sizes", "1,2",
+                "--strategies", "ddp,fsdp", *FAST, "-o", tmp / "run")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return tmp, r
+
+
+def test_world_size_and_strategy_name_the_case(scaling_run):
+    tmp, _ = scaling_run
+    got = records(tmp / "run")
+    assert set(got) == {f"resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32-ws{n}-{s}"
+                        for n in (1, 2) for s in ("ddp", "fsdp")}
+    assert all(r.status == Status.OK for r in got.values())
+
+
+def test_data_parallel_records_hold_what_scaling_needs(scaling_run):
+    tmp, _ = scaling_run
+    for r in records(tmp / "run").values():
+        n = r.case.world_size
+        assert r.samples_per_s == pytest.approx(n * r.samples_per_s_per_device)
+        assert r.grad_bytes == 4 * r.params  # fp32 gradients
+        assert r.peak_memory_bytes > 0
+        assert r.timing.threads == 1  # two cores over the two ranks of world size 2
+        assert "slowest rank" in r.timing.method
+        if n == 2:
+            assert r.comm_s > 0 and r.busbw > 0
+            assert ("all-reduce" if r.case.strategy == "ddp" else "reduce-scatter") in r.comm_method
+        if r.case.strategy == "ddp" and n == 2:
+            assert 0 <= r.comm_hidden <= 1 and r.compute_s > 0
+
+
+def test_efficiency_is_computed_against_world_size_one(scaling_run):
+    tmp, _ = scaling_run
+    eff = efficiency(load([tmp / "run"]))
+    assert len(eff) == 4
+    for _, row in eff.iterrows():
+        assert row["eff_low"] <= row["efficiency"] <= row["eff_high"]
+        if row["world_size"] == 1:
+            assert row["efficiency"] == pytest.approx(1.0)
+
+
+def test_report_shows_scaling_table_and_plot(scaling_run):
+    tmp, _ = scaling_run
+    r = resnets("report", tmp / "run", "-o", tmp / "report")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp / "report" / "tables" / "scaling.csv")
+    assert set(table["world size"]) == {1, 2} and set(table["strategy"]) == {"ddp", "fsdp"}
+    assert (tmp / "report" / "plots" / "scaling.png").stat().st_size > 10_000
+    assert "Data-parallel scaling" in (tmp / "report" / "index.html").read_text()
+
+
+def test_scale_projects_and_sets_prediction_beside_measurement(scaling_run):
+    tmp, _ = scaling_run
+    r = resnets("scale", tmp / "run", "--world-sizes", "2,8", "--csv", tmp / "scale.csv")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp / "scale.csv")
+    at2 = table[table["world_size"] == 2]
+    assert len(at2) == 2 and at2["measured_step_s"].notna().all()
+    assert at2["error"].notna().all()
+    assert set(table["world_size"]) == {2, 8}
+    assert "measured at 2" in r.stdout
+
+
+def test_pytest_bench_runs_data_parallel_cases(tmp_path):
+    from test_suite import pytest_run
+
+    r = pytest_run(tmp_path, "--bench-models", "resnet20", "--bench-world-sizes", "2",
+                   "--bench-strategies", "ddp", "--bench-modes", "infer", "--bench-devices",
+                   "cpu", "--bench-memory-formats", "contiguous", "--bench-precisions", "fp32",
+                   "--bench-time-budget", "0.2", "--bench-min-rounds", "3",
+                   "--bench-out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (rec,) = records(tmp_path / "run").values()
+    assert rec.case.world_size == 2 and rec.status == Status.OK and rec.comm_s is None
+
+
+def test_a_crashing_rank_is_a_recorded_one_line_failure(tmp_path):
+    """Rank 1 dies at start-up: torchrun stops rank 0 at once (no hang on the process
+    group), the case is recorded as failed, and the error says which rank."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+        import os
+        if os.environ.get("RANK") == "1":
+            os._exit(7)
+    """))
+    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    r = resnets("run", "--models", "resnet20", "--world-sizes", "2", *FAST,
+                "-o", tmp_path / "run", env=env, timeout=300)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    (rec,) = records(tmp_path / "run").values()
+    assert rec.status == Status.FAILED
+    assert rec.error.startswith("rank 1 exited with code 7") and "\n" not in rec.error
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_write_one_run(tmp_path):
+    """Two "nodes" on this machine, one rank each, through a c10d rendezvous: the first
+    runs the suite, the second follows; the run folder holds one result per case."""
+    endpoint = f"127.0.0.1:{_free_port()}"
+    run = tmp_path / "run"
+    nodes = ["--nnodes", "2", "--rdzv-endpoint", endpoint]
+    follower = subprocess.Popen([sys.executable, "-m", "resnets", "follow", str(run), *nodes],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        r = resnets("run", "--models", "resnet20", "--world-sizes", "2", *FAST, *nodes,
+                    "--threads", "1", "-o", run, timeout=300)
+        out, err = follower.communicate(timeout=120)
+    finally:
+        follower.kill()
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert follower.returncode == 0, err[-2000:]
+    (rec,) = records(run).values()
+    assert rec.status == Status.OK and rec.case.world_size == 2
+    assert "torchrun exit 0" in out
+
+
+def test_nodes_options_are_checked():
+    r = resnets("run", "--world-sizes", "2", "--nnodes", "2", *FAST)
+    assert r.returncode == 2 and "--rdzv-endpoint" in r.stderr
+    r = resnets("run", "--world-sizes", "3", "--nnodes", "2", "--rdzv-endpoint", "h:1", *FAST)
+    assert r.returncode == 2 and "does not split over 2 nodes" in r.stderr
+    r = resnets("follow", "run", "--nnodes", "2", "--rdzv-endpoint", "nohost")
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr
+
+
+# --- the projection, on made-up records --------------------------------------------------
+
+def _case(n, strategy="ddp"):
+    return Case("resnet20", "train", "cpu", batch_size=16, input_shape=(3, 32, 32),
+                world_size=n, strategy=strategy)
+
+
+def test_step_time_is_compute_plus_exposed_ring_cost():
+    step, comm = step_time(0.1, 1e9, 4, "ddp", busbw=1e10)
+    assert comm == pytest.approx(2 * 3 / 4 * 0.1)
+    assert step == pytest.approx(0.1 + comm)
+    assert step_time(0.1, 1e9, 4, "ddp", 1e10, hidden=1.0)[0] == pytest.approx(0.1)
+    assert step_time(0.1, 1e9, 4, "fsdp", 1e10)[1] == pytest.approx(1.5 * comm)
+    assert step_time(0.1, 1e9, 1, "ddp", 1e10) == (0.1, 0.0)
+
+
+def test_projection_from_world_size_one_and_a_given_bandwidth(tmp_path):
+    write(tmp_path, speed(_case(1), steady(0.1), grad_bytes=10**8))
+    table = project(load([tmp_path]), [8, 64], busbw=parse_bandwidth("10GB/s"))
+    assert list(table["world_size"]) == [8, 64]
+    at8 = table.iloc[0]
+    assert at8["step_s"] == pytest.approx(0.1 + 2 * 7 / 8 * 0.01, rel=0.02)
+    assert at8["efficiency"] == pytest.approx(at8["compute_s"] / at8["step_s"])
+    assert pd.isna(at8["measured_step_s"])
+
+
+def test_projection_uses_measured_bandwidth_and_reports_its_error(tmp_path):
+    write(tmp_path, speed(_case(1), steady(0.1), grad_bytes=10**8),
+          speed(_case(2), steady(0.16, seed=1), grad_bytes=10**8, busbw=2e9, comm_hidden=0.5))
+    table = project(load([tmp_path]), [4])
+    at2 = table[table["world_size"] == 2].iloc[0]
+    assert at2["busbw_from"] == "measured at 2" and at2["hidden"] == 0.5
+    assert at2["step_s"] == pytest.approx(0.1 + 0.5 * 0.05, rel=0.03)
+    assert at2["error"] == pytest.approx(at2["step_s"] / at2["measured_step_s"] - 1)
+
+
+@pytest.mark.parametrize("text, value", [("200GB/s", 2e11), ("25 GiB/s", 25 * 2**30),
+                                         ("1.5e9", 1.5e9)])
+def test_bandwidth_parses(text, value):
+    assert parse_bandwidth(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--busbw", "fast"], "expected a number of bytes/s"),
+    (["--busbw=-1GB/s"], "must be a positive number"),
+    (["--hidden", "2"], "between 0 and 1"),
+    (["--world-sizes", "0"], "must be >= 1"),
+])
+def test_scale_rejects_bad_input_in_one_line(tmp_path, args, message):
+    write(tmp_path, speed(_case(1), steady(0.1), grad_bytes=10**8))
+    r = resnets("scale", tmp_path, *args)
+    assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_scale_without_a_bandwidth_says_what_is_missing(tmp_path):
+    write(tmp_path, speed(_case(1), steady(0.1), grad_bytes=10**8))
+    r = resnets("scale", tmp_path)
+    assert r.returncode == 2 and "bus bandwidth" in r.stderr
