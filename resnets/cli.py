@@ -16,7 +16,8 @@ from . import commands as _commands
 from .errors import UserError
 
 # Shown first, in this order; any other command module follows alphabetically.
-ORDER = ("run", "report", "compare", "history", "profile", "train", "models")
+ORDER = ("run", "report", "advise", "compare", "gate", "history", "publish", "profile", "train",
+         "models")
 
 
 def command_names() -> list[str]:
@@ -48,9 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .children import Interrupted, raise_on_sigterm
+
     args = build_parser().parse_args(argv)
+    raise_on_sigterm()
     try:
         return int(args._module.main(args) or 0)
+    except Interrupted as exc:
+        print(f"resnets {args.command}: terminated; results already written are kept",
+              file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         print(f"resnets {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -159,6 +159,11 @@ def non_negative_share(text: str) -> float:
     return 0.0 if str(text).strip() in ("0", "0%", "0.0") else share(text)
 
 
+def batch_sizes(text: str):
+    """Batch sizes, or ``auto``: a geometric sweep up to the largest batch that fits."""
+    return "auto" if str(text).strip() == "auto" else positive_ints(text)
+
+
 def shape(text: str) -> tuple[int, int, int]:
     """``3x224x224`` or ``3,224,224``."""
     parts = re.split(r"[x,]", str(text).lower())
@@ -205,6 +210,7 @@ class Option:
     short: str | None = None                 # e.g. -o, commands only (pytest reserves them)
     old: tuple[str, ...] = ()                # deprecated spellings, after the prefix
     aliases: tuple[str, ...] = ()            # other accepted spellings, after the prefix
+    text: Callable[[Any], str] | None = None  # a parsed value back to its command-line form
     kwargs: dict = field(default_factory=dict)
 
     @property
@@ -229,6 +235,8 @@ class Option:
             return [flag] if value else [f"--no-{flag[2:]}"]
         if value is None:
             return []
+        if self.text is not None:
+            return [flag, self.text(value)]
         text = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
         return [flag, text]
 
@@ -270,22 +278,39 @@ _PLURAL = {"mode": "modes", "device": "devices", "memory_format": "memory_format
            "precision": "precisions", "compile": "compile"}
 
 MATRIX = [
-    Option("preset", "case matrix preset: quick (CPU, about 5 minutes) or full (GPU "
-           "runners) (default quick)", one_of(tuple(PRESETS)), "quick"),
+    Option("preset", "case matrix preset: quick (CPU, about 5 minutes), full (GPU runners, "
+           "nightly), gate (GPU, pull requests) or launch (GPU: small models in every "
+           "compile mode and CUDA graphs) (default quick)", one_of(tuple(PRESETS)),
+           "quick"),
     Option("models", "comma-separated models (default: the preset's)", model_names,
            metavar="A,B"),
     *(Option(_PLURAL[d], f"comma-separated: {','.join(c)} (default: the preset's)",
              some_of(c), metavar="A,B", old=("formats",) if d == "memory_format" else ())
       for d, c in DIMENSIONS.items()),
-    Option("batch_sizes", "comma-separated batch sizes (default: per model in the preset)",
-           positive_ints, metavar="N,M"),
+    Option("batch_sizes", "comma-separated batch sizes (per device), or auto: doubling up to "
+           "the largest batch that fits, and the knee (default: per model in the preset)",
+           batch_sizes, metavar="N,M|auto"),
     Option("image_sizes", "comma-separated square input sizes in pixels, e.g. 224,128 "
            "(default: per model in the preset)", positive_ints, metavar="N,M",
            aliases=("image-size",)),
+    Option("input", "comma-separated: synthetic (tensors on the device) and/or real (image "
+           "files through a DataLoader) (default synthetic)", some_of(CHOICES["input"]),
+           metavar="A,B"),
+    Option("loader_workers", "comma-separated DataLoader worker counts for real inputs "
+           "(default 0: load in the training process)", non_negative_ints, metavar="N,M"),
+    Option("world_sizes", "comma-separated world sizes of data-parallel cases, one process per "
+           "device, under torchrun (default: single-process)", positive_ints, metavar="N,M"),
+    Option("strategies", "comma-separated data-parallel strategies: ddp,fsdp (default ddp "
+           "when --world-sizes is given)", some_of(("ddp", "fsdp")), metavar="A,B"),
+    Option("global_batch", "strong scaling: this global batch split over the world size "
+           "(default: the per-device batch stays fixed, weak scaling)", positive_int,
+           metavar="N"),
+    Option("bucket_mbs", "comma-separated DDP gradient bucket sizes in MiB (bucket_cap_mb) "
+           "to compare (default: PyTorch's 25)", positive_ints, metavar="N,M"),
 ]
 TIMING = [
-    Option("time_budget", "seconds of timed rounds per case (default 2 quick, 10 full)",
-           positive_float, metavar="S"),
+    Option("time_budget", "seconds of timed rounds per case (default: the preset's, 2 "
+           "quick and gate, 10 full)", positive_float, metavar="S"),
     Option("rel_ci", "stop when the 95%% CI of the median is within +-this fraction "
            "(default 0.02)", fraction, 0.02, metavar="F"),
     Option("min_rounds", "minimum timed rounds per case (default 10)", positive_int, 10,
@@ -299,6 +324,22 @@ EXTRAS = [
     Option("profile_ops", "attach operator and layer profiles (separate, untimed steps)",
            flag=True),
 ]
+def endpoint(text: str) -> str:
+    """HOST:PORT of a torchrun rendezvous."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise Invalid(f"expected HOST:PORT such as node001:29500, not {text!r}")
+    return str(text)
+
+
+# Data-parallel cases on several machines (README, "Beyond one GPU").
+NODES = [
+    Option("nnodes", "machines a data-parallel case spans; every other node runs `resnets "
+           "follow` on the same run folder, which they all share (default 1)", positive_int,
+           1, metavar="N"),
+    Option("rdzv_endpoint", "HOST:PORT of the torchrun rendezvous on the first node (needed "
+           "with --nnodes above 1)", endpoint, metavar="HOST:PORT"),
+]
 CONVERGENCE = [
     Option("convergence", "run the convergence (time-to-accuracy) benchmarks (default: "
            "yes)", negatable=True, default=True),
@@ -310,10 +351,22 @@ CONVERGENCE = [
            "./data)", metavar="DIR"),
     Option("download", "download missing datasets into the data root", flag=True),
 ]
+PLAN = [
+    Option("shard", "run only shard K of N (1-based): the selection split into N parts "
+           "of about equal estimated time, the same on every machine", shard, metavar="K/N",
+           text=lambda v: f"{v[0]}/{v[1]}"),
+    Option("estimate_from", "earlier results (file, folder or glob) whose case times "
+           "estimate this run's (for --shard and --dry-run; default: a cost model)",
+           metavar="RESULTS"),
+]
 OUT = Option("out", "run folder for per-case results (default reports/<run-id>)",
              metavar="DIR", short="-o")
+# Given when a run is resumed, not part of what the run was asked for.
+RETRY_CRASHED = Option("retry_crashed", "measure again the cases whose process died while "
+                       "they ran (recorded as crashed; by default they are not retried)",
+                       flag=True)
 # What the pytest plugin declares (as --bench-*) and `resnets run` hands on to it.
-SUITE = [*MATRIX, *TIMING, *EXTRAS, *CONVERGENCE, OUT]
+SUITE = [*MATRIX, *TIMING, *EXTRAS, *NODES, *CONVERGENCE, *PLAN, OUT]
 
 
 def case_options(batch_default: int | None, batch_help: str) -> list[Option]:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -33,8 +35,13 @@ class ResultsError(UserError):
 
 
 def _folder_files(p: Path) -> list[Path]:
+    """A run folder's case files; a folder of run folders (or of a run's shards) gives
+    all their case files; any other folder, its JSON files."""
     cases = p / CASES_DIR
-    return sorted(cases.glob("*.json")) if cases.is_dir() else sorted(p.rglob("*.json"))
+    if cases.is_dir():
+        return sorted(cases.glob("*.json"))
+    nested = sorted(p.rglob(f"{CASES_DIR}/*.json"))
+    return nested or sorted(p.rglob("*.json"))
 
 
 def expand(paths) -> list[tuple[Path, bool]]:
@@ -94,10 +101,35 @@ def read_document(path: Path) -> dict:
     return doc
 
 
-def run_name(path: Path) -> str:
-    """A run is a ``resnets run`` folder (for its ``cases/*.json``) or a single file."""
+SHARD_FOLDER = re.compile(r"shard-\d+-of-\d+")
+
+
+def run_folder(path: Path) -> Path | None:
+    """The ``resnets run`` folder a case file is in (``RUN/cases/x.json``), or None."""
     path = Path(path)
-    return path.parent.parent.name if path.parent.name == CASES_DIR else path.stem
+    return path.parent.parent if path.parent.name == CASES_DIR else None
+
+
+def run_name(path: Path) -> str:
+    """A run is a ``resnets run`` folder (for its ``cases/*.json``) or a single file. The
+    shards of one run (``RUN/shard-K-of-N/``, see ``--shard``) are that one run."""
+    folder = run_folder(path)
+    if folder is None:
+        return Path(path).stem
+    return folder.parent.name if SHARD_FOLDER.fullmatch(folder.name) else folder.name
+
+
+@lru_cache(maxsize=1024)
+def run_complete(folder: Path | None) -> bool | None:
+    """Whether the run folder's ``run-state.json`` says every planned case was
+    attempted (None: no record, e.g. a single file or an older run)."""
+    if folder is None:
+        return None
+    try:
+        state = json.loads((folder / "run-state.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return bool(state.get("complete")) if isinstance(state, dict) else None
 
 
 def _rows(path: Path, doc: dict) -> list[dict]:
@@ -121,7 +153,8 @@ def _rows(path: Path, doc: dict) -> list[dict]:
         except SchemaError as exc:
             raise ResultsError(f"{path}: {exc}") from None
         row = record.row()
-        row.update(run=run_name(path), source=str(path), datetime=doc.get("datetime"),
+        row.update(run=run_name(path), run_complete=run_complete(run_folder(path)),
+                   source=str(path), datetime=doc.get("datetime"),
                    commit_id=commit.get("id"), commit_time=commit.get("time"),
                    commit_branch=commit.get("branch"), commit_dirty=commit.get("dirty"),
                    benchmark_name=b.get("name"))
@@ -137,7 +170,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     if df.empty:
         return df
     df["datetime"] = pd.to_datetime(df["datetime"], utc=True, errors="coerce", format="ISO8601")
-    df["run"] = df["run"].fillna("")
+    df["run"] = df["run"].astype(object).fillna("")
     df["run_time"] = df.groupby("run")["datetime"].transform("min")
     return df
 

@@ -57,19 +57,20 @@ class Status(_Name):
     NOT_REACHED = "not_reached"  # ... spent its budget first
     DIVERGED = "diverged"        # ... its loss turned NaN/inf
     FAILED = "failed"            # raised an error (``error`` says which)
-    CRASHED = "crashed"          # the process died while measuring it (no ``error`` text)
+    CRASHED = "crashed"          # the process died while measuring it (``error`` says when)
+    SKIPPED = "skipped"          # cannot run here (``error`` says why: no CUDA, say)
 
 
-# Results ``--resume`` keeps; a failed or crashed case is measured again (or, for crashed,
-# only with --retry-crashed).
+# Results ``--resume`` keeps; a failed or skipped case is tried again, a crashed one only
+# with --retry-crashed.
 FINISHED = frozenset({Status.OK, Status.REACHED, Status.NOT_REACHED, Status.DIVERGED})
 
 # Columns every row has, besides the ``Case`` fields and the record's own.
 SCHEMA, KIND, STATUS, CASE_ID, VARIANT, ERROR, SAMPLES = (
     "schema_version", "kind", "status", "case_id", "variant", "error", "samples")
 # Columns the loader adds: where and when the row's run was made.
-RUN_COLUMNS = ("run", "source", "datetime", "run_time", "commit_id", "commit_time",
-               "commit_branch", "commit_dirty", "benchmark_name")
+RUN_COLUMNS = ("run", "run_complete", "source", "datetime", "run_time", "commit_id",
+               "commit_time", "commit_branch", "commit_dirty", "benchmark_name")
 CASE_COLUMNS = tuple(f.name for f in fields(Case))
 
 
@@ -133,11 +134,16 @@ class Timing:
     warmup_s: float | None = None
     cold_s: float | None = None       # the first step or interval: lazy init, compilation
     compile_s: float | None = None
+    compile_cache: str | None = None  # whether compilation started from an empty cache
     setup_s: float | None = None      # building the model and data, before any clock
     wall_s: float | None = None       # wall time of the timed rounds
+    case_s: float | None = None       # the whole case: build to record (what plans estimate)
     process_cpu_s: float | None = None
     cores_busy: float | None = None   # process CPU seconds / wall seconds while timing
     load_avg_1m: float | None = None  # system load when timing started
+    other_cores: float | None = None  # cores busy with work not ours while timing (Linux)
+    steal_cores: float | None = None  # cores the hypervisor gave to others meanwhile
+    pairing: str | None = None        # how a paired (A/B interleaved) measurement was made
     excluded: str | None = None       # what the clock leaves out
     resolution: str | None = None
     gc: str | None = None
@@ -194,7 +200,7 @@ class Result:
     kind: ClassVar[Kind]
     case: Case
     status: Status
-    error: str | None = None
+    error: str | None = None     # why there is no measurement (failed, crashed, skipped)
     samples: list[float] = field(default_factory=list, metadata={"stats": True})
     timing: Timing = nested("timing_", Timing)
     env: Env = nested("env_", Env)
@@ -259,11 +265,36 @@ class SpeedResult(Result):
     attainable_method: str | None = None
     published_peak_flops_per_s: float | None = metric("FLOP/s", "published peak")
     utilization: float | None = metric("fraction", "of attainable", show=True)
+    gpu_busy: float | None = metric("fraction", "GPU busy", show=True)
+    launch_bound: bool | None = None  # the GPU idles more than half the step (measure.busy)
+    gpu_busy_method: str | None = None
     max_batch_size: int | None = metric("", "max batch")
     max_batch_note: str | None = None
     max_batch_error: str | None = None
     profile: dict | None = blob()
     profile_error: str | None = None
+    # Data-parallel cases (measure.distributed): samples_per_s is global.
+    samples_per_s_per_device: float | None = metric("samples/s", "per device")
+    grad_bytes: int | None = metric("bytes", "gradient bytes")
+    comm_s: float | None = metric("s", "communication per step")
+    busbw: float | None = metric("B/s", "bus bandwidth")
+    comm_hidden: float | None = metric("fraction", "communication hidden")
+    compute_s: float | None = metric("s", "step without gradient sync")
+    comm_method: str | None = None
+    # Real inputs (measure.pipeline): samples_per_s is loader + copy + model together.
+    loader_samples_per_s: float | None = metric("samples/s", "loader alone", show=True)
+    model_samples_per_s: float | None = metric("samples/s", "model alone", show=True)
+    bottleneck: str | None = None     # "loader" or "model": the slower alone
+    pipeline_efficiency: float | None = metric("fraction", "combined / slower alone")
+    pipeline_method: str | None = None
+    # Batch sweeps (--batch-sizes auto, measure.sweep): the smallest batch of the case's
+    # sweep within 95% of the sweep's best throughput, on every point of the sweep.
+    knee_batch: int | None = metric("", "knee batch")
+    sweep_method: str | None = None
+    # Paired runs (``resnets gate``): both sides of a pair share ``pair``; ``blocks`` is
+    # the number of samples in each block, in the order they alternated with the other side.
+    pair: str | None = None
+    blocks: list | None = blob()
     flops_fwd_by_op: dict | None = blob()
     macs_fvcore_by_op: dict | None = blob()
 
@@ -276,14 +307,22 @@ class ConvergenceResult(Result):
     dataset: str
     target_acc: float
     seed: int
+    experiment: str | None = None     # the preset experiment it belongs to (presets.py)
     max_iters: int | None = None
+    # To target: the first evaluation at or above it; *_low the last one below it (0 at
+    # the start); *_interp accuracy linearly interpolated between the two.
     iters_to_target: int | None = metric("iterations", "iterations to target")
+    iters_to_target_low: int | None = metric("iterations", "iterations to target, from")
+    iters_to_target_interp: float | None = metric("iterations", "iterations to target, interp.")
     samples_to_target: int | None = metric("samples", "samples to target")
     train_s_to_target: float | None = metric("s", "train seconds to target")
+    train_s_to_target_low: float | None = metric("s", "train seconds to target, from")
+    train_s_to_target_interp: float | None = metric("s", "train seconds to target, interp.")
     total_s_to_target: float | None = metric("s", "total seconds to target")
     best_acc: float | None = metric("fraction", "best test accuracy")
     final_acc: float | None = metric("fraction", "final test accuracy")
     iters_run: int | None = metric("iterations", "iterations run")
+    epochs_run: float | None = metric("epochs", "epochs run")
     diverged_at_iter: int | None = metric("iterations", "diverged at")
     train_s: float | None = metric("s", "train seconds")
     total_s: float | None = metric("s", "total seconds")
@@ -293,7 +332,7 @@ class ConvergenceResult(Result):
 
     @property
     def name(self) -> str:
-        return trial_id(self.case, self.dataset, self.seed)
+        return trial_id(self.case, self.dataset, self.seed, self.experiment)
 
     @property
     def benchmark_s(self) -> float:
@@ -314,9 +353,10 @@ def _layout(cls) -> list[tuple[str, str | None, tuple[str, ...]]]:
              else ()) for f in fields(cls) if f.name not in ("case", "status")]
 
 
-def trial_id(case: Case, dataset: str, seed: int) -> str:
-    """Names one convergence run (a case on a dataset with a seed): files and test ids."""
-    return f"{case.id}-{dataset}-seed{seed}"
+def trial_id(case: Case, dataset: str, seed: int, experiment: str | None = None) -> str:
+    """Names one convergence run (a case on a dataset with a seed, in an experiment):
+    files and test ids."""
+    return f"{case.id}-{dataset}-{experiment + '-' if experiment else ''}seed{seed}"
 
 
 RECORDS: dict[str, type[Result]] = {r.kind.value: r for r in (SpeedResult, ConvergenceResult)}
@@ -503,5 +543,8 @@ def _upgrade(d: dict) -> dict:
         notes = [f"{k}: {old[k]}" for k in _V1_CONVERGENCE_TEXT if isinstance(old.get(k), str)]
         timing["method"] = "; ".join(notes) or None
         timing.pop("compile", None)
+        # Version 1 had two experiments: the LeNets' BatchNorm one and the depth one.
+        out.setdefault("experiment", "bn" if str(d.get("model", "")).startswith("lenet")
+                       else "degradation")
     out["timing"] = timing
     return out

@@ -83,6 +83,14 @@ class Measurement:
             lo, hi = 0, n - 1
         return float(self._sorted[lo]), float(self._sorted[hi])
 
+    def median_se_log(self) -> float:
+        """Standard error of log(median), from the 95% CI of the median (0 for fewer than
+        2 samples): one preempted step that takes 10x the others moves nothing."""
+        if self.rounds < 2:
+            return 0.0
+        lo, hi = self.median_ci(0.95)
+        return (math.log(hi) - math.log(lo)) / (2 * normal_quantile(0.975)) if lo > 0 else 0.0
+
     def median_ci_rel(self, confidence: float = 0.95) -> float:
         """Half-width of the median's CI relative to the median (0.02 = +-2%)."""
         lo, hi = self.median_ci(confidence)

@@ -70,12 +70,16 @@ def test_variant_matrix_skips_exactly_the_impossible_cases():
              for c in CHOICES["compile"]]
     for case in every:
         reason = runtime_skip_reason(case)
-        impossible = (case.device == "cpu" and case.precision in ("tf32", "fp16")) or \
-                     (case.device == "cuda" and not CUDA)
+        cpu = case.device == "cpu"
+        impossible = (cpu and case.precision in ("tf32", "fp16", "default")) or \
+                     (cpu and case.compile in ("compile-reduce-overhead", "cudagraph")) or \
+                     (case.device == "cuda" and not CUDA) or \
+                     (case.compile == "cudagraph" and case.mode == "train" and
+                      case.precision == "fp16")
         assert (reason is not None) == impossible, case.id
         if case.device == "cpu" and case.precision == "tf32":
             assert "tf32" in reason
-        elif case.device == "cuda" and not CUDA:
+        elif case.device == "cuda" and not CUDA and not case.unsupported_reason():
             assert "CUDA is not available" in reason
     with pytest.raises(Skipped, match="fp16 autocast"):
         measure(Case("lenet", precision="fp16", input_shape=(1, 28, 28)), FAST)
@@ -93,7 +97,8 @@ def test_quick_preset_covers_every_family_mode_format_and_fp32_bf16():
     assert {c.compile for c in cases} == {"eager"}
     full = Selection("full").cases()
     assert {c.precision for c in full} == set(CHOICES["precision"])
-    assert {c.compile for c in full} == set(CHOICES["compile"])
+    assert {c.compile for c in full} == {"eager", "compile"}
+    assert {c.compile for c in Selection("launch").cases()} == set(CHOICES["compile"])
     assert PRESETS["full"]["models"]["resnet50"][0] == (3, 224, 224)
 
 

@@ -112,7 +112,8 @@ def test_schema_1_speed_and_convergence_files_load():
     old = raw(conv_file)["extra_info"]
     conv = load(conv_file).iloc[0]
     assert conv["status"] == Status.REACHED and conv["iters_to_target"] == old["iters_to_target"]
-    assert conv["trial_id"] == old["run_id"]
+    # upgraded to today's naming (the experiment in the id), so v1 and v2 runs match
+    assert conv["trial_id"] == old["run_id"].replace("-digits-", "-digits-bn-")
     assert old["timing"]["train_s"] in conv["timing_method"]  # the text notes are kept
     assert conv["train_s"] == old["train_s"]
 

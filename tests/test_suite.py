@@ -110,7 +110,7 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--bench-memory-formats", "nchw"], "valid: contiguous, channels_last"),
-    (["--bench-precisions", "fp8"], "valid: fp32, tf32, bf16, fp16"),
+    (["--bench-precisions", "fp8"], "valid: fp32, default, tf32, bf16, fp16"),
     (["--bench-models", "resnet5"], "unknown model 'resnet5'"),
     (["--bench-preset", "huge"], "valid: quick, full"),
     (["--bench-batch-sizes", "0"], "must be >= 1"),
@@ -167,8 +167,10 @@ def test_run_cli_measures_and_resumes(tmp_path):
 def test_convergence_runs_are_benchmarks_with_curves(tmp_path):
     from resnets.suite import convergence
 
+    # One thread: on a loaded 2-core machine two OpenMP threads made LeNet steps 10-50x
+    # slower, and threads do not change the curves.
     r = pytest_run(tmp_path, "--bench-experiments", "bn", "--bench-models", "lenet_bn",
-                   "--bench-out", str(tmp_path / "run"),
+                   "--bench-threads", "1", "--bench-out", str(tmp_path / "run"),
                    "--benchmark-json", str(tmp_path / "c.json"),
                    suite=convergence.__file__)
     assert r.returncode == 0, r.stdout[-2000:]

@@ -1,14 +1,16 @@
 """Compare a candidate run with a baseline run, case by case; exit 1 on a regression.
 
 BASELINE and CANDIDATE are result files, run folders or quoted globs; several runs on a
-side (repeats, interleaved A/B runs) pool their steps and measure their own run-to-run
-noise. Per case: the ratio of median step times with a bootstrap interval that includes
-the run-to-run level shift, and a Mann-Whitney U test on the steps. A regression needs
-the change beyond --threshold, p < --alpha AND the interval clear of 1; beyond the
-threshold without both is "noisy", never a failure (see resnets.compare for the rule and
-the measured noise behind it). Parameters and FLOPs count on any change, peak memory
-beyond the threshold. If the environments differ (GPU, driver, torch, CUDA, CPU model,
-threads) the result is informational unless --allow-env-mismatch. Exit codes: 0 no
+side (repeats) measure their own run-to-run noise; runs made by `resnets gate` are
+compared pair by pair, block by block. Per case: the ratio of median step times, its
+interval with the run-to-run shift included, and a p-value; a regression needs the
+change beyond --threshold and p < --alpha after Holm's correction over all cases (so
+--alpha bounds the chance of any false alarm in the whole comparison); beyond the
+threshold without that, or measured while the machine was busy, is "noisy", never a
+failure (see resnets.compare for the rule and the measured noise behind it).
+Parameters and FLOPs count on any change, peak memory beyond the threshold. If the
+environments differ (GPU, driver, torch, CUDA, CPU model, threads) the result is
+informational unless --allow-env-mismatch. Exit codes: 0 no
 regression, 1 regression (or a newly failing case), 2 bad input.
 """
 from __future__ import annotations
@@ -19,13 +21,6 @@ from pathlib import Path
 from .. import options
 
 
-def _resamples(text: str) -> int:
-    value = options.positive_int(text)
-    if value < 100:
-        raise options.Invalid(f"must be >= 100, not {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("baseline", metavar="BASELINE", help="result file, run folder or glob")
     p.add_argument("candidate", metavar="CANDIDATE", help="result file, run folder or glob")
@@ -33,8 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", type=options.non_negative_share, metavar="F",
                    help="per-run level shift to assume at least: 2%% or 0.02 (default: "
                         "measured floor per device, see resnets.compare.noise)")
-    p.add_argument("--resamples", type=_resamples, default=2000,
-                   help="bootstrap resamples (default 2000)")
     p.add_argument("--allow-env-mismatch", action="store_true",
                    help="gate even if the two environments differ")
     p.add_argument("--fail-on-missing", action="store_true",
@@ -53,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from ..store import atomic_write_text
 
     opts = Options(alpha=args.alpha, threshold=args.threshold, noise=args.noise,
-                   resamples=args.resamples, allow_env_mismatch=args.allow_env_mismatch,
+                   allow_env_mismatch=args.allow_env_mismatch,
                    fail_on_missing=args.fail_on_missing)
     result = compare([args.baseline], [args.candidate], opts)
     outputs = {args.markdown: markdown, args.json: to_json}

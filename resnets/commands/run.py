@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,9 @@ PYTEST_PREFIX = "--bench-"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_options(p.add_argument, "--", options.SUITE)
     p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run in RUN_DIR")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cases and their estimated time, run nothing")
+    options.add_options(p.add_argument, "--", [options.RETRY_CRASHED])
     p.add_argument("--no-report", action="store_true", help="results only, no report")
     p.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS",
                    help="extra arguments for pytest, after --")
@@ -67,29 +69,73 @@ def pytest_command(run_dir: Path, opts: dict, extra: list[str]) -> list[str]:
     return cmd + ["--bench-out", str(run_dir), *extra]
 
 
-def main(args: argparse.Namespace) -> int:
-    from .. import store
+def dry_run(opts: dict) -> int:
+    """The plan: every case with its estimated seconds, the count and the total."""
+    from .. import plan
+    from ..measure.workload import runtime_skip_reason
+    from ..text import duration, text_table
 
-    if args.resume:
-        run_dir, opts = _resumed(args)
-    else:
-        opts = _given(args)
-        run_dir = Path(args.out or store.REPORTS_DIR / store.run_id())
-        if (run_dir / store.CASES_DIR).is_dir():
-            raise UserError(f"--out {run_dir}: already holds a run; pick a new folder, or finish "
-                            f"that run with: resnets run --resume {run_dir}")
-        store.atomic_write_text(run_dir / OPTIONS_FILE, store.dumps(_json_ready(opts)))
-    cmd = pytest_command(run_dir, opts, args.pytest_args)
-    print(f"resnets run: {opts.get('preset', 'quick')} preset -> {run_dir}", file=sys.stderr,
-          flush=True)
-    try:
-        code = subprocess.call(cmd)
-    except KeyboardInterrupt:
-        code = 130
+    full = {o.name: o.initial for o in options.SUITE} | opts
+    cases, trials = plan.select(full, _default_input)
+    rows, skipped = [], 0
+    for item, e in zip([*cases, *trials], plan.run_estimates(full, cases, trials)):
+        here = runtime_skip_reason(item.case if hasattr(item, "case") else item)
+        if here:
+            skipped += 1
+            e = plan.Estimate(e.name, 0.0, f"skipped here: {here}")
+        rows.append(e)
+    total = sum(e.seconds for e in rows) + plan.COST["run_overhead_s"]
+    sources = sorted({e.source for e in rows if e.seconds})
+    print(text_table(("case", "estimate", "from"),
+                     [(e.name, duration(e.seconds) if e.seconds else "-", e.source)
+                      for e in rows], [False, True, False]))
+    print(f"\n{len(cases)} speed case(s), {len(trials)} convergence run(s)"
+          + (f" (shard {full['shard'][0]} of {full['shard'][1]})" if full["shard"] else "")
+          + f", {skipped} of them skipped here; estimated total {total / 60:.1f} min (from "
+            f"{' and '.join(sources) or '-'}, plus {plan.COST['run_overhead_s']:.0f} s to "
+            f"start and report).")
+    return 0
+
+
+def _default_input(model: str):
+    from .. import models
+
+    return models.spec(model).input_shape, 1
+
+
+def main(args: argparse.Namespace) -> int:
+    from .. import children, runlock, store
+
+    if args.dry_run:
+        if args.resume:
+            raise UserError("--dry-run plans a new run; drop --resume")
+        return dry_run(_given(args))
+    run_dir = Path(args.resume) if args.resume else Path(
+        args.out or store.REPORTS_DIR / store.run_id())
+    with runlock.hold(run_dir):
+        if args.resume:
+            run_dir, opts = _resumed(args)
+        else:
+            opts = _given(args)
+            if (run_dir / store.CASES_DIR).is_dir():
+                raise UserError(f"--out {run_dir}: already holds a run; pick a new folder, or "
+                                f"finish that run with: resnets run --resume {run_dir}")
+            store.atomic_write_text(run_dir / OPTIONS_FILE, store.dumps(_json_ready(opts)))
+        cmd = pytest_command(run_dir, opts, args.pytest_args)
+        if args.retry_crashed:
+            cmd += options.RETRY_CRASHED.argv(PYTEST_PREFIX, True)
+        print(f"resnets run: {opts.get('preset', 'quick')} preset -> {run_dir}", file=sys.stderr,
+              flush=True)
+        env = {**os.environ, runlock.HELD_ENV: str(run_dir.resolve())}
+        code, signum = children.run(cmd, env)
     done = len(store.finished_case_ids(run_dir))
+    kept = (f"{done} finished cases kept in {run_dir}; finish with: "
+            f"resnets run --resume {run_dir}")
+    if signum is not None:
+        print(f"resnets run: interrupted; {kept}", file=sys.stderr)
+        return children.EXIT_CODES[signum]
     if code not in (0, 1, 5):  # 1: some case failed (recorded); 5: nothing selected
-        raise UserError(f"the suite stopped (pytest exit {code}); {done} finished cases kept in "
-                        f"{run_dir}; finish with: resnets run --resume {run_dir}")
+        raise UserError(f"the suite stopped (pytest exit {code}); {kept}")
     if not args.no_report and done:
         _report(run_dir)
     return 1 if code == 1 else 0

@@ -31,10 +31,17 @@ def _inputs(case: Case, device: str):
     return model, x, y
 
 
-@lru_cache(maxsize=256)
 def count_flops(model: str, mode: str, batch_size: int, input_shape: tuple[int, int, int]) -> dict:
-    """FLOPs of one forward and of one step; memory format, precision and device don't
-    change the count, so it is computed once on CPU per (model, mode, batch, shape)."""
+    """FLOPs of one forward and of one step, and fvcore's multiply-adds; memory format,
+    precision and device don't change the counts, so each is computed once per (model,
+    mode, batch, shape)."""
+    return {**meta_flops(model, mode, batch_size, input_shape),
+            **_fvcore(model, batch_size, input_shape)}
+
+
+@lru_cache(maxsize=256)
+def meta_flops(model: str, mode: str, batch_size: int, input_shape: tuple[int, int, int]) -> dict:
+    """``FlopCounterMode``'s forward and step FLOPs, counted on the meta device."""
     case = Case(model, mode, batch_size=batch_size, input_shape=input_shape)
     # On the meta device: shapes only, no arithmetic, so counting a large batch is free.
     net, x, y = _inputs(case, "meta")
@@ -53,8 +60,7 @@ def count_flops(model: str, mode: str, batch_size: int, input_shape: tuple[int, 
     return {"flops_fwd": int(fwd), "flops_step": int(step), "flops_fwd_by_op": by_op_fwd,
             "flops_method": "torch.utils.flop_counter.FlopCounterMode, 2 FLOPs per "
                             "multiply-add, eager model"
-                            + (", forward+backward" if mode == "train" else ""),
-            **_fvcore(model, batch_size, input_shape)}
+                            + (", forward+backward" if mode == "train" else "")}
 
 
 @lru_cache(maxsize=256)

@@ -1,13 +1,19 @@
 """The device's attainable FLOP/s for a precision, measured by a large-matmul probe.
 
 Utilization is only meaningful against what *this* device can do in *this* precision, so
-the harness measures it once per run (cached per process) instead of trusting a spec
-sheet; a published dense peak is shown beside it for known GPUs.
+the harness measures it once per run instead of trusting a spec sheet; a published
+dense peak is shown beside it for known GPUs. Once per run, not per process: the suite
+names a file in ``RESNETS_PEAK_FILE`` (the run folder's ``peaks.json``), and every
+process of the run, isolated workers included, reads the probe from there or writes it
+there first (under a file lock, so two workers never both probe).
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from functools import cache
+from pathlib import Path
 
 import torch
 
@@ -24,17 +30,53 @@ PUBLISHED_PEAKS = {
 }
 
 
+# PyTorch's default numerics run convolutions (most of a CNN's FLOPs) in TF32: that is
+# the peak they are held against.
+PEAK_PRECISION = {"default": "tf32"}
+
+
 def published_peak(device_name: str, precision: str) -> float | None:
+    precision = PEAK_PRECISION.get(precision, precision)
     for key, table in PUBLISHED_PEAKS.items():
         if key in device_name:
             return table.get(precision)
     return None
 
 
+PEAK_FILE_ENV = "RESNETS_PEAK_FILE"
+
+
 @cache
 def attainable_flops(device: str, precision: str) -> dict:
+    """The probe's result for ``device`` and ``precision``: from the run's peak file if
+    another process already wrote it, else measured now (and written there)."""
+    path = os.environ.get(PEAK_FILE_ENV)
+    if not path:
+        return _probe(device, precision)
+    from filelock import FileLock
+
+    from ..store import atomic_write_text
+
+    path, key = Path(path), f"{device}/{PEAK_PRECISION.get(precision, precision)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        try:
+            known = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            known = {}
+        if not isinstance(known, dict):
+            known = {}
+        if isinstance(known.get(key), dict):
+            return known[key]
+        known[key] = _probe(device, precision)
+        atomic_write_text(path, json.dumps(known, indent=1))
+        return known[key]
+
+
+def _probe(device: str, precision: str) -> dict:
     """Best-of-N FLOP/s of an n x n x n matmul in the case's precision mode."""
     n, reps = (8192, 20) if device == "cuda" else (1024, 6)
+    precision = PEAK_PRECISION.get(precision, precision)
     case = Case("probe", device=device, precision=precision)
     # Operands already in the compute dtype: under autocast the fp32->bf16 casts of the
     # operands would be timed too and understate the peak.

@@ -6,21 +6,25 @@ a ``schema.SpeedResult``.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 
 from ..case import Case
 from ..schema import Env, SpeedResult, Status, Timing
+from ..stats import Measurement
+from .busy import gpu_busy
 from .env import environment
 from .flops import count_flops
 from .memory import peak_memory
 from .peak import attainable_flops
-from .timer import TimedSteps, TimingPolicy, time_step
+from .timer import TimedSteps, TimingPolicy, time_block, time_step
 from .workload import build, math_mode, runtime_skip_reason
 
 
@@ -35,6 +39,9 @@ class Settings:
     count_flops: bool = True
     measure_memory: bool = True
     cudnn_benchmark: bool = True
+    # Data-parallel cases across machines: torchrun's rendezvous (measure.distributed).
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None
 
     def apply(self) -> None:
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
@@ -59,55 +66,167 @@ class Skipped(Exception):
     """The case cannot run here; the message is the precise reason."""
 
 
+COLD_CACHE = "cold: a fresh, empty inductor and Triton cache for this case"
+
+
+@contextlib.contextmanager
+def cold_compile_cache():
+    """Point torch.compile's on-disk caches at a fresh folder for one case, so a compile
+    time is never a warm cache's replay (in-process caches are reset between cases by
+    ``release_memory``)."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="resnets-compile-cache-")
+    saved = {k: os.environ.get(k) for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(folder, "triton")
+    try:
+        yield folder
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class CaseRun:
+    """One case from build to record, in three steps a caller can space out: ``start``
+    (build and warm up), timed rounds (``time_adaptive`` once, or ``block`` many times
+    while another process times its own blocks in between: paired A/B timing), and
+    ``finish`` (memory pass, FLOP count, the record). Use as a context manager: it holds
+    the case's math mode and frees its memory on exit."""
+
+    def __init__(self, case: Case, settings: Settings = Settings()):
+        reason = runtime_skip_reason(case)
+        if case.strategy != "none":
+            reason = "a data-parallel case runs under torchrun (measure.distributed.launch)"
+        if reason:
+            raise Skipped(reason)
+        self.case, self.settings = case, settings
+        self.samples: list[float] = []
+        self.blocks: list[int] = []
+        self.timed: TimedSteps | None = None
+        self._cpu_s = self._wall_s = 0.0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> CaseRun:
+        self.started = time.perf_counter()
+        self.settings.apply()
+        self._stack.enter_context(math_mode(self.case))
+        if self.case.compile.startswith("compile"):
+            self._stack.enter_context(cold_compile_cache())
+        self._stack.callback(release_memory)
+        try:
+            t0 = time.perf_counter()
+            self.work = build(self.case, seed=self.settings.seed)
+        except BaseException:
+            self._stack.close()
+            raise
+        self._stack.callback(self.__dict__.pop, "work", None)
+        self.feed = None
+        if self.case.input == "real":  # the step pulls its batch from a DataLoader first
+            from .pipeline import Feed
+
+            self.feed = Feed(self.case, self.settings.seed)
+            self._stack.callback(self.feed.close)
+            self.model_step = self.work.step
+            self.work.step = self.feed.feeding(self.work)
+        self.setup_s = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def time_adaptive(self) -> None:
+        """Warm up and time until the policy says stop (the unpaired way)."""
+        self.timed = time_step(self.work.step, self.case.device, self.settings.policy)
+        self.samples = list(self.timed.measurement.samples)
+
+    def warm_up(self) -> None:
+        self.timed = time_step(self.work.step, self.case.device,
+                               replace(self.settings.policy, budget_s=0.0, min_rounds=1))
+
+    def block(self, seconds: float, min_steps: int = 1) -> list[float]:
+        """One block of timed steps (after ``warm_up``); returns them and keeps them."""
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        samples = time_block(self.work.step, self.case.device, seconds, min_steps)
+        self._cpu_s += time.process_time() - cpu0
+        self._wall_s += time.perf_counter() - wall0
+        self.samples += samples
+        self.blocks.append(len(samples))
+        return samples
+
+    def finish(self, **timing) -> SpeedResult:
+        """Memory pass and FLOP count (both after all timing), then the record.
+        ``timing`` adds or overrides ``schema.Timing`` fields (paired runs' contention)."""
+        case, work = self.case, self.work
+        env = environment()  # inside math_mode: records the flags the case ran with
+        pipeline = self._pipeline() if self.feed else {}
+        memory = peak_memory(work) if self.settings.measure_memory else {}
+        busy = gpu_busy(work, float(np.median(self.samples))) if self.samples else {}
+        params = sum(p.numel() for p in work.model.parameters())
+        flops = (count_flops(case.model, case.mode, case.batch_size, case.input_shape)
+                 if self.settings.count_flops else {})
+        peak = attainable_flops(case.device, case.precision)
+        return _record(self, env, {**memory, **busy, **pipeline}, flops, peak, params,
+                       {"case_s": time.perf_counter() - self.started, **timing})
+
+
+    def _pipeline(self) -> dict:
+        """Loader alone and model alone, each for half the time budget (after the timed
+        steps, so neither perturbs them): which of the two limits the case."""
+        from .pipeline import verdict
+
+        seconds = max(0.5, self.settings.policy.budget_s / 2)
+        bs = self.case.batch_size
+        loader = self.feed.loader_samples_per_s(seconds)
+        model = time_block(self.model_step, self.case.device, seconds, 3)
+        return verdict(bs / float(np.median(self.samples)), loader,
+                       bs / float(np.median(model)))
+
+
 def measure(case: Case, settings: Settings = Settings()) -> SpeedResult:
     """Time, size and count one case. Raises ``Skipped`` for impossible cases."""
-    reason = runtime_skip_reason(case)
-    if reason:
-        raise Skipped(reason)
-    settings.apply()
-    work = None
-    try:
-        with math_mode(case):
-            t0 = time.perf_counter()
-            work = build(case, seed=settings.seed)
-            setup_s = time.perf_counter() - t0
-            timed = time_step(work.step, case.device, settings.policy)
-            env = environment()  # inside math_mode: records the flags the case ran with
-            memory = peak_memory(work) if settings.measure_memory else {}
-            params = sum(p.numel() for p in work.model.parameters())
-        flops = (count_flops(case.model, case.mode, case.batch_size, case.input_shape)
-                 if settings.count_flops else {})
-        peak = attainable_flops(case.device, case.precision)
-    finally:
-        del work
-        release_memory()
-    return _record(case, settings, timed, env, memory, flops, peak, params, setup_s)
+    with CaseRun(case, settings) as run:
+        run.time_adaptive()
+        return run.finish()
 
 
-def _record(case: Case, settings: Settings, timed: TimedSteps, env: dict, memory: dict,
-            flops: dict, peak: dict, params: int, setup_s: float) -> SpeedResult:
-    m = timed.measurement
+def _record(run: CaseRun, env: dict, memory: dict, flops: dict, peak: dict, params: int,
+            extra_timing: dict) -> SpeedResult:
+    case, timed = run.case, run.timed
+    m = Measurement(tuple(run.samples))
     flops_step = flops.get("flops_step")
     achieved = flops_step / m.median if flops_step else None
     attainable = peak["attainable_flops_per_s"]
+    paired = bool(run.blocks)
+    wall = run._wall_s if paired else timed.wall_s
+    cpu = run._cpu_s if paired else timed.process_cpu_s
     timing = Timing(
         method="one step per sample: " + ("inference_mode forward" if case.mode == "infer"
                 else "zero_grad+forward+cross_entropy+backward+SGD(momentum) step"),
-        clock=timed.clock, rounds=m.rounds, stop_reason=timed.stop_reason,
+        clock=timed.clock, rounds=m.rounds,
+        stop_reason="paired blocks" if paired else timed.stop_reason,
         warmup_rounds=timed.warmup_rounds, warmup_s=timed.warmup_s, cold_s=timed.first_step_s,
-        compile_s=timed.first_step_s if case.compile == "compile" else None, setup_s=setup_s,
-        wall_s=timed.wall_s,
+        compile_s=timed.first_step_s if case.compile.startswith("compile") else None,
+        compile_cache=(COLD_CACHE if case.compile.startswith("compile") else None),
+        setup_s=run.setup_s, wall_s=wall,
         # Contention check: a CPU case that used far fewer cores than its threads, or ran
-        # with the load average above the core count, shared the machine.
-        process_cpu_s=timed.process_cpu_s,
-        cores_busy=timed.process_cpu_s / timed.wall_s if timed.wall_s > 0 else None,
-        load_avg_1m=timed.load_avg_1m, gc="disabled while timing",
-        **settings.timing_fields())
+        # while other work kept cores busy, shared the machine.
+        process_cpu_s=cpu, cores_busy=cpu / wall if wall > 0 else None,
+        load_avg_1m=timed.load_avg_1m, other_cores=timed.other_cores,
+        steal_cores=timed.steal_cores, gc="disabled while timing",
+        **run.settings.timing_fields())
+    timing = replace(timing, **extra_timing)
     return SpeedResult(
         case=case, status=Status.OK, samples=list(m.samples), timing=timing, env=Env(**env),
         time=m.summary(), params=params, samples_per_s=case.batch_size / m.median,
         latency_s=m.median, **memory, **flops, achieved_flops_per_s=achieved, **peak,
-        utilization=achieved / attainable if achieved and attainable else None)
+        utilization=achieved / attainable if achieved and attainable else None,
+        blocks=run.blocks or None)
 
 
 def release_memory() -> None:

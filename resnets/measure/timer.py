@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..stats import Measurement
 from .device import synchronizer
+from .load import Snapshot, other_cores
 
 MIN_CI_ROUNDS = 6       # fewest samples from which a CI of the median can end timing
 MIN_BUDGET_ROUNDS = 3   # fewest samples a spent time budget still waits for
@@ -51,6 +52,8 @@ class TimedSteps:
     wall_s: float
     process_cpu_s: float        # CPU time this process used while timing (all threads)
     load_avg_1m: float | None   # system load when timing started: > cores means contention
+    other_cores: float | None = None   # cores busy with others' work meanwhile
+    steal_cores: float | None = None   # cores the hypervisor gave to someone else
 
 
 def warm_up(step: Callable[[], None], policy: TimingPolicy,
@@ -68,6 +71,18 @@ def warm_up(step: Callable[[], None], policy: TimingPolicy,
             break
     sync()
     return rounds, time.perf_counter() - start, first
+
+
+def timed_rounds(step, device: str, policy: TimingPolicy,
+                 deadline: float) -> tuple[list[float], str]:
+    """Time steps until ``policy`` (or ``deadline``) says stop: (samples, stop reason)."""
+    rounds = _cuda_rounds if device == "cuda" else _cpu_rounds
+    return rounds(step, policy, deadline)
+
+
+def clock_name(device: str) -> str:
+    return ("cuda.Event elapsed_time per step (no per-step sync)" if device == "cuda"
+            else "time.perf_counter per step")
 
 
 def _cpu_rounds(step, policy: TimingPolicy, deadline: float) -> tuple[list[float], str]:
@@ -110,7 +125,7 @@ def _stop(samples: list[float], policy: TimingPolicy, deadline: float) -> str | 
     due = n < 100 or n % max(1, n // 20) == 0
     # Below 6 samples the order-statistic CI is just [min, max] with < 97% coverage: never
     # call the median "known" from that few.
-    if n >= max(policy.min_rounds, MIN_CI_ROUNDS) and due and \
+    if policy.rel_ci > 0 and n >= max(policy.min_rounds, MIN_CI_ROUNDS) and due and \
             Measurement(tuple(samples)).median_ci_rel() <= policy.rel_ci:
         return "ci"
     if time.perf_counter() >= deadline and n >= min(policy.min_rounds, MIN_BUDGET_ROUNDS):
@@ -120,6 +135,7 @@ def _stop(samples: list[float], policy: TimingPolicy, deadline: float) -> str | 
 
 def time_step(step: Callable[[], None], device: str = "cpu",
               policy: TimingPolicy = TimingPolicy()) -> TimedSteps:
+    """Warm up, then adaptive rounds (see ``TimingPolicy``); GC is off throughout."""
     sync = synchronizer(device)
     gc_was_enabled = gc.isenabled()
     gc.collect()
@@ -127,19 +143,27 @@ def time_step(step: Callable[[], None], device: str = "cpu",
     try:
         w_rounds, w_s, first = warm_up(step, policy, sync)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        cpu0 = time.process_time()
-        start = time.perf_counter()
-        deadline = start + policy.budget_s
-        if device == "cuda":
-            samples, reason = _cuda_rounds(step, policy, deadline)
-            clock = "cuda.Event elapsed_time per step (no per-step sync)"
-        else:
-            samples, reason = _cpu_rounds(step, policy, deadline)
-            clock = "time.perf_counter per step"
-        wall = time.perf_counter() - start
-        cpu = time.process_time() - cpu0
+        cpu0, snap0 = time.process_time(), Snapshot.now()
+        samples, reason = timed_rounds(step, device, policy, snap0.wall + policy.budget_s)
+        cpu, snap1 = time.process_time() - cpu0, Snapshot.now()
     finally:
         if gc_was_enabled:
             gc.enable()
-    return TimedSteps(Measurement(tuple(samples)), reason, w_rounds, w_s, first, clock, wall,
-                      cpu, load)
+    others, steal = other_cores(snap0, snap1, cpu)
+    return TimedSteps(Measurement(tuple(samples)), reason, w_rounds, w_s, first,
+                      clock_name(device), snap1.wall - snap0.wall, cpu, load, others, steal)
+
+
+def time_block(step: Callable[[], None], device: str, seconds: float,
+               min_steps: int = 1) -> list[float]:
+    """One block of steps for paired timing: at least ``min_steps`` (up to 3), then until
+    ``seconds`` are spent. GC is off while it runs."""
+    policy = TimingPolicy(rel_ci=-1.0, budget_s=seconds, min_rounds=max(1, min_steps))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        samples, _ = timed_rounds(step, device, policy, time.perf_counter() + seconds)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return samples

@@ -35,18 +35,22 @@ def runtime_skip_reason(case: Case) -> str | None:
             return "CUDA is not available (torch.cuda.is_available() is False)"
         if case.precision == "bf16" and not torch.cuda.is_bf16_supported():
             return f"{torch.cuda.get_device_name()} has no bf16 support"
-        if case.precision == "tf32" and torch.cuda.get_device_capability()[0] < 8:
+        if case.precision in ("tf32", "default") and torch.cuda.get_device_capability()[0] < 8:
             return f"{torch.cuda.get_device_name()} has no TF32 tensor cores (needs sm_80+)"
     return None
+
+
+# (matmul TF32, cuDNN TF32) per precision; "default" is what a fresh PyTorch process has.
+TF32_SWITCHES = {"tf32": (True, True), "default": (False, True)}
 
 
 @contextlib.contextmanager
 def math_mode(case: Case):
     """Set the TF32 switches for the case and restore them afterwards."""
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    tf32 = case.precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
+    matmul, cudnn = TF32_SWITCHES.get(case.precision, (False, False))
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    torch.backends.cudnn.allow_tf32 = cudnn
     try:
         yield
     finally:
@@ -150,9 +154,41 @@ def make_optimizer(case: Case, model: nn.Module, lr: float = 0.01, momentum: flo
     return optimizer, scaler
 
 
+# torch.compile's mode for each compile variant ("cudagraph" is eager capture: capture()).
+COMPILE_MODES = {"compile": "default", "compile-reduce-overhead": "reduce-overhead",
+                 "compile-max-autotune": "max-autotune"}
+
+
 def compiled(case: Case, model: nn.Module) -> Callable:
-    """What a step calls: the model, or its ``torch.compile``'d twin."""
-    return torch.compile(model) if case.compile == "compile" else model
+    """What a step calls: the model, or its ``torch.compile``'d twin in the case's mode."""
+    mode = COMPILE_MODES.get(case.compile)
+    return torch.compile(model, mode=mode) if mode else model
+
+
+def capture(work: Workload, warmup: int = 3) -> Callable[[], None]:
+    """The step recorded once into a CUDA graph and replayed, as PyTorch documents it:
+    static inputs (the workload's own tensors), a few warm-up steps on a side stream so
+    lazy initialization happens outside the graph, then capture. Inference captures the
+    forward; training the whole step (zero_grad with set_to_none=False, so gradients
+    keep their addresses, forward, loss, backward, optimizer step)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            work.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    if work.case.mode == "train":
+        work.optimizer.zero_grad(set_to_none=False)
+        with torch.cuda.graph(graph):
+            with autocast(work.case):
+                loss = F.cross_entropy(work.runner(work.inputs), work.targets)
+            loss.backward()
+            work.optimizer.step()
+    else:
+        with torch.inference_mode(), torch.cuda.graph(graph), autocast(work.case):
+            work.runner(work.inputs)
+    return graph.replay
 
 
 def build(case: Case, seed: int = 0) -> Workload:
@@ -167,4 +203,7 @@ def build(case: Case, seed: int = 0) -> Workload:
     optimizer = scaler = None
     if case.mode == "train":
         optimizer, scaler = make_optimizer(case, model)
-    return Workload(case, model, compiled(case, model), inputs, targets, optimizer, scaler)
+    work = Workload(case, model, compiled(case, model), inputs, targets, optimizer, scaler)
+    if case.compile == "cudagraph":
+        work.step = capture(work)
+    return work
