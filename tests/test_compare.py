@@ -209,6 +209,22 @@ def test_load_makes_an_unpaired_change_noisy_but_not_a_paired_one(tmp_path):
     assert verdict[True][0] == "regression"
 
 
+def test_paired_medians_are_the_blocks_and_agree_with_the_change(tmp_path):
+    """Load that stretched a few blocks of one side moves that side's overall median but
+    not its block medians, nor the paired change; the medians shown follow the blocks."""
+    base = steady(0.010, n=40, seed=1)
+    base[:16] *= 20  # four of its ten blocks ran while something else had the cores
+    head = steady(0.011, n=40, seed=2)
+    folders = []
+    for name, samples in (("base", base), ("head", head)):
+        r = records.speed(CASE, samples)
+        r.pair, r.blocks = "p1", [4] * 10
+        folders.append(records.write(tmp_path / name, r))
+    t = compare([folders[0]], [folders[1]]).cases[0].timing
+    assert t.base_median == pytest.approx(0.010, rel=0.03)
+    assert t.cand_median / t.base_median == pytest.approx(t.ratio)
+
+
 def test_identical_runs_are_unchanged_and_exit_0(tmp_path, capsys):
     run = write_run(tmp_path / "a", {CASE: steady(0.03), OTHER: steady(0.001)})
     assert cli.main(["compare", str(run), str(run)]) == 0

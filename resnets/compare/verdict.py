@@ -27,7 +27,7 @@ from ..schema import (
 )
 from ..stats import normal_quantile
 from .noise import BUSY_CORES, paired_sigma, prior_sigma, repeat_sigma
-from .significance import holm, median_se, paired_blocks, z_test
+from .significance import holm, median_se, paired_blocks, split_blocks, z_test
 
 # Deterministic per-case metrics (the schema's gate): any change counts / a change beyond
 # the threshold counts.
@@ -243,18 +243,25 @@ def timing_change(base: pd.DataFrame, cand: pd.DataFrame, opts: Options,
               for rows in (base, cand)]
     rounds = [int(sum(map(len, rows[SAMPLES]))) for rows in (base, cand)]
     if pairs:
-        diffs, within = [], []
+        diffs, within, base_levels = [], [], []
         for pair in pairs:
             b = base[base["pair"] == pair].iloc[-1]
             c = cand[cand["pair"] == pair].iloc[-1]
-            d, se, _ = paired_blocks(b[SAMPLES], b["blocks"] or [len(b[SAMPLES])],
+            blocks = b["blocks"] or [len(b[SAMPLES])]
+            d, se, _ = paired_blocks(b[SAMPLES], blocks,
                                      c[SAMPLES], c["blocks"] or [len(c[SAMPLES])])
             diffs.append(d)
             within.append(se)
+            base_levels.append(math.log(np.median([np.median(x) for x in
+                                                   split_blocks(b[SAMPLES], blocks)])))
         prior = paired_sigma(device, math.sqrt(float(np.mean(np.square(within)))), opts.noise)
         sigma = repeat_sigma(prior, [], spread=diffs)
         d = float(np.mean(diffs))
         se = math.sqrt((sigma ** 2 + float(np.mean(np.square(within)))) / len(pairs))
+        # The medians shown are what the blocks saw (the base's block medians, the head's
+        # from the paired change), so they agree with the change even when load
+        # stretched some blocks of the run.
+        levels = [float(np.mean(base_levels)), float(np.mean(base_levels)) + d]
         runs = (len(pairs), len(pairs))
     else:
         base_runs, cand_runs = list(base[SAMPLES]), list(cand[SAMPLES])
