@@ -44,6 +44,9 @@ def lines(advice) -> list[str]:
             out.append(head + f"use {a.pick}, {interval(a.speedup, a.speedup_low, a.speedup_high)}"
                        f" over {a.baseline}" + (f"; {'; '.join(extra)}" if extra else ""))
         out += [f"    slower here: {v} {interval(s, lo, hi)}" for v, s, lo, hi in a.slower]
+        if a.loaded:
+            out.append(f"    not judged (measured while other work kept cores busy; rerun): "
+                       f"{', '.join(a.loaded)}")
     return out
 
 

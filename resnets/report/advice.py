@@ -16,7 +16,10 @@ below 1), with how much, so a user sees what not to do at that input size. A lau
 case gets no variant at all: when the GPU idles for most of the step (``gpu_busy`` below
 half, measured by ``resnets.measure.busy``; for results without that measurement, a CUDA
 baseline below ``LAUNCH_BOUND_UTILIZATION`` of the attainable FLOP/s), its precisions and
-formats differ by launch noise, and the advice says what helps instead.
+formats differ by launch noise, and the advice says what helps instead. A variant
+measured while other work kept more than half a core busy (``timing.other_cores``) is
+neither picked nor called slower: on 2 cores, a second busy process can slow a 2-thread
+step 50-fold, and no interval tells that from the code; the advice names it for a rerun.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..compare.noise import BUSY_CORES
 from ..errors import UserError
 from .frame import ROW_KEYS, Z95, baseline_for, shown, sort_rows, speed, variant_order
 
@@ -63,11 +67,17 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                          "speedup": math.exp(d), "speedup_low": low, "speedup_high": high,
                          "within_noise": bool(low <= 1 <= high) and r["variant"] != base_name,
                          "peak_memory_bytes": r["peak_memory_bytes"],
-                         "launch_bound": launch_bound(r),
+                         "launch_bound": launch_bound(r), "busy": _busy(r, b),
                          "compile_s": r["timing_compile_s"], "latency_s": r["latency_s"],
                          "memory_format": r["memory_format"], "precision": r["precision"],
                          "compile": r["compile"]})
     return pd.DataFrame(rows)
+
+
+def _busy(row, base) -> float:
+    """Most cores other work kept busy while the variant or its baseline was timed."""
+    values = [pd.to_numeric(x.get("timing_other_cores"), errors="coerce") for x in (row, base)]
+    return float(max([v for v in values if pd.notna(v)], default=0.0))
 
 
 def launch_bound(row) -> bool:
@@ -115,6 +125,7 @@ class Advice:
     breakeven_steps: float | None = None  # steps until compiling pays off (inf: never)
     slower: list[tuple[str, float, float, float]] = field(default_factory=list)
     unclear: list[str] = field(default_factory=list)  # faster or slower within noise
+    loaded: list[str] = field(default_factory=list)   # measured under load: not judged
     note: str | None = None
 
     @property
@@ -138,13 +149,18 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
         base = g[g["variant"] == g["baseline"]].iloc[0]
         a = Advice(*key, baseline=base["baseline"], samples_per_s=base["samples_per_s"],
                    sps_low=base["sps_low"], sps_high=base["sps_high"])
-        others = g[g["variant"] != a.baseline]
+        loaded = g[g["busy"] > BUSY_CORES]
+        others = g[(g["variant"] != a.baseline) & (g["busy"] <= BUSY_CORES)]
         supported = others[others["speedup_low"] > 1]
         a.slower = [(r.variant, r.speedup, r.speedup_low, r.speedup_high)
                     for r in others[others["speedup_high"] < 1].itertuples()]
         a.unclear = list(others[others["within_noise"]]["variant"])
         if g["launch_bound"].any():
             a.pick, a.note, a.slower = None, LAUNCH_BOUND_ADVICE, []
+        elif base["busy"] > BUSY_CORES:
+            a.pick, a.slower, a.unclear = None, [], []
+            a.note = (f"not judged: the baseline was measured while other work kept "
+                      f"{base['busy']:.1f} cores busy; rerun on a quiet machine")
         elif supported.empty:
             a.pick = None if len(others) else a.baseline
             a.speedup = a.speedup_low = a.speedup_high = 1.0
@@ -159,6 +175,8 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
                 a.memory_ratio = best["peak_memory_bytes"] / base["peak_memory_bytes"]
             if best["compile"] == "compile":
                 a.compile_s, a.breakeven_steps = _breakeven(best, g)
+        if len(loaded) and not a.note:
+            a.loaded = list(loaded["variant"])
         out.append(a)
     return out
 
@@ -191,6 +209,9 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
             extra.append(a.note)
         elif a.unclear and a.pick is None:
             extra.append(f"within noise: {', '.join(a.unclear)}")
+        if a.loaded:
+            extra.append(f"not judged, measured while other work kept cores busy (rerun): "
+                         f"{', '.join(a.loaded)}")
         rows.append({**_keys(a), "advice": a.verdict, "speed-up over " + "baseline":
                      interval(a.speedup, a.speedup_low, a.speedup_high)
                      if a.pick not in (None, a.baseline) else "—",

@@ -1,0 +1,79 @@
+"""What the report recommends (``resnets.report.advice``, its headline and ``resnets
+advise``): the fastest variant whose interval clears the baseline, "no clear winner"
+inside the noise, nothing for launch-bound GPU cases, nothing judged under load."""
+import subprocess
+import sys
+from pathlib import Path
+
+import records
+from records import steady
+
+from resnets.case import Case
+from resnets.report import load
+from resnets.report.advice import advise, headline_rows
+from resnets.schema import Timing
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def case(model="resnet50", device="cpu", fmt="contiguous", precision="fp32"):
+    return Case(model, "infer", device=device, memory_format=fmt, precision=precision,
+                batch_size=4, input_shape=(3, 224, 224))
+
+
+def advice_for(tmp_path, variants, **fields):
+    """Advice from a run holding these ``{Case: (step seconds, extra fields)}``."""
+    run = records.write(tmp_path / "run", *(
+        records.speed(c, steady(step, seed=i), **{**fields, **extra})
+        for i, (c, (step, extra)) in enumerate(variants.items())))
+    return advise(load([run]))
+
+
+def test_the_fastest_supported_variant_is_picked_with_its_interval(tmp_path):
+    got = advice_for(tmp_path, {case(): (0.010, {}),
+                                case(fmt="channels_last"): (0.006, {}),
+                                case(precision="bf16"): (0.005, {}),
+                                case(fmt="channels_last", precision="bf16"): (0.02, {})})
+    (a,) = got
+    assert a.baseline == "contiguous-fp32-eager" and a.pick == "contiguous-bf16-eager"
+    assert 1 < a.speedup_low < a.speedup < a.speedup_high
+    assert abs(a.speedup - 2.0) < 0.1
+    assert [v for v, *_ in a.slower] == ["channels_last-bf16-eager"]
+    row = headline_rows(got).iloc[0]
+    assert row["best"] == "contiguous-bf16-eager" and "(" in row["vs baseline (95%)"]
+
+
+def test_a_difference_inside_the_noise_is_no_clear_winner(tmp_path):
+    (a,) = advice_for(tmp_path, {case(): (0.010, {}), case(precision="bf16"): (0.0099, {})})
+    assert a.pick is None and a.verdict == "no clear winner"
+    assert a.unclear == ["contiguous-bf16-eager"]
+
+
+def test_a_launch_bound_gpu_case_gets_what_helps_instead(tmp_path):
+    cuda = {case("lenet_bn", "cuda", precision="default"): (0.001, {}),
+            case("lenet_bn", "cuda", precision="bf16"): (0.0005, {})}
+    (a,) = advice_for(tmp_path, cuda, launch_bound=True, gpu_busy=0.2)
+    assert a.pick is None and a.verdict.startswith("launch-bound") and not a.slower
+
+
+def test_variants_timed_under_load_are_not_judged(tmp_path):
+    busy = {"timing": Timing(other_cores=1.0)}
+    (a,) = advice_for(tmp_path, {case(): (0.010, {}), case(precision="bf16"): (0.5, busy),
+                                 case(fmt="channels_last"): (0.007, {})})
+    assert a.pick == "channels_last-fp32-eager" and not a.slower
+    assert a.loaded == ["contiguous-bf16-eager"]
+    (b,) = advice_for(tmp_path / "b", {case(): (0.010, busy), case(precision="bf16"): (0.005, {})})
+    assert b.pick is None and b.verdict == "not judged"
+
+
+def test_advise_on_the_h100_reference_recommends_nothing_for_launch_bound_models():
+    r = subprocess.run([sys.executable, "-m", "resnets", "advise",
+                        str(ROOT / "reports" / "reference-h100")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if not x.startswith(" ")]
+    small = [x for x in lines if x.startswith(("lenet_bn ", "resnet20 "))]
+    assert small and all("launch-bound" in x for x in small)
+    big = [x for x in lines if x.startswith("resnet50 ")]
+    assert big and all("launch-bound" not in x for x in big)
+    assert all("no clear winner" in x or "(" in x for x in big)  # an interval or no pick
