@@ -1,6 +1,7 @@
 """Data-parallel cases under torchrun on this CPU: world size 2 with gloo (two processes
 on two cores), DDP and FSDP, through `resnets run` and `pytest bench`; a crashing rank;
 two "nodes" on one machine; and the projection. No speed is asserted."""
+import dataclasses
 import json
 import os
 import socket
@@ -169,6 +170,16 @@ def test_nodes_options_are_checked():
     assert r.returncode == 2 and "does not split over 2 nodes" in r.stderr
     r = resnets("follow", "run", "--nnodes", "2", "--rdzv-endpoint", "nohost")
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
+
+
+def test_fsdp_with_channels_last_is_skipped_with_the_reason():
+    """FSDP2 refused channels-last weights at run time (NotImplementedError on rank 0);
+    the case is now skipped before any process starts, and says why."""
+    case = _case(2, "fsdp")
+    assert case.unsupported_reason() is None
+    reason = dataclasses.replace(case, memory_format="channels_last").unsupported_reason()
+    assert "non-contiguous" in reason
+    assert _case(2).unsupported_reason() is None  # DDP takes channels-last
 
 
 # --- the projection, on made-up records --------------------------------------------------
