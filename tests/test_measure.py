@@ -26,10 +26,10 @@ def spin(seconds):
 
 
 def test_timer_agrees_with_a_plain_clock_around_the_same_work():
-    """The timer's median against the median of the same busy-wait timed by hand,
-    interleaved; a busy machine stretches both alike, and three tries allow for a burst."""
-    import statistics
-
+    """The timer's fastest sample against the fastest of the same busy-wait timed by hand:
+    a wall-clock spin is never shorter than asked, while a busy machine stretches some
+    samples of either by whole time slices, so the minima agree where medians may not
+    (3 processes on 2 cores: medians 0.76-1.7x apart); three tries allow for a burst."""
     policy = TimingPolicy(budget_s=0.5, min_rounds=20, warmup_rounds=2, warmup_s=0.0)
     ratios = []
     for _ in range(3):
@@ -39,7 +39,7 @@ def test_timer_agrees_with_a_plain_clock_around_the_same_work():
             t0 = time.perf_counter()
             spin(0.002)
             hand.append(time.perf_counter() - t0)
-        ratios.append(timing.measurement.median / statistics.median(hand))
+        ratios.append(min(timing.measurement.samples) / min(hand))
         if abs(ratios[-1] - 1) < 0.05:
             break
     assert abs(ratios[-1] - 1) < 0.05, ratios
