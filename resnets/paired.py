@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import children
 from .case import Case
 from .errors import UserError
 from .measure.load import Snapshot, other_cores
@@ -99,7 +100,8 @@ class Side:
         try:
             self.proc = subprocess.Popen([self.python, "-m", self.module, "--serve"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, text=True, env=env)
+                                         stderr=err, text=True, env=env,
+                                         preexec_fn=children.dies_with_us())
         except OSError as exc:
             raise UserError(f"{self.name}: cannot start {self.python} ({exc.strerror})") from None
         finally:

@@ -51,6 +51,7 @@ def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path,
     while not list((run / "cases").glob("*.json")) and time.time() < deadline:
         time.sleep(0.2)
     assert list((run / "cases").glob("*.json")), "no case finished in time"
+    before = len(list((run / "cases").glob("*.json")))
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]
@@ -59,10 +60,71 @@ def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path,
     time.sleep(3)  # the pytest child and its workers are gone: nothing more is written
     assert sorted((run / "cases").glob("*.json")) == kept
     assert not list(run.rglob(".*.tmp"))
+    # The suite stopped at once (pytest takes an exception other than KeyboardInterrupt
+    # for one test's failure and goes on), and the case it was measuring is not left
+    # "crashed"; at most the one finishing as the signal came was written after it.
+    assert len(kept) <= before + 1, (before, len(kept))
+    assert not list((run / store.ATTEMPTS_DIR).glob("*.json"))
     r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
                         "--no-report"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(store.finished_case_ids(run)) == 8  # 2 modes x 2 formats x 2 precisions
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_child_stops_when_its_parent_is_killed_outright(tmp_path):
+    """SIGKILL runs no handler of the parent: the kernel's parent-death signal stops it."""
+    pidfile = tmp_path / "child.pid"
+    child = (f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); "
+             "time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from resnets import children\n"
+        f"children.run([sys.executable, '-c', {child!r}])")])
+    deadline = time.time() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    pid = int(pidfile.read_text())
+    assert _alive(pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 30
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the child outlived its killed parent"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_run_killed_outright_stops_its_suite_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*RUN, "--time-budget", "1", "-o", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((run / "cases").glob("*.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert list((run / "cases").glob("*.json")), "no case finished in time"
+    suite = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+             .read_text().split()]
+    assert suite, "resnets run has no child"
+    before = len(list((run / "cases").glob("*.json")))
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 60
+    while any(map(_alive, suite)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, suite)), "the suite outlived its killed parent"
+    assert len(list((run / "cases").glob("*.json"))) <= before + 1
+    r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
+                        "--no-report"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(store.finished_case_ids(run)) == 8
 
 
 CRASH = ("from resnets.suite.plugin import *  # noqa\n"

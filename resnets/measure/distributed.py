@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import children
 from ..case import Case
 from ..errors import UserError
 
@@ -105,7 +106,7 @@ def _torchrun(cmd: list[str], timeout_s: float, env: dict | None = None):
     gets SIGTERM, so a timeout, Ctrl-C or a SIGTERM to us ends in ``_stop``; it stays in
     our process group, so a signal to the whole run reaches it too."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=children.dies_with_us())
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

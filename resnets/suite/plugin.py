@@ -107,7 +107,7 @@ class BenchSession:
         store.mark_attempt(self.run_dir, record)
         try:
             yield
-        except (KeyboardInterrupt, children.Interrupted):
+        except KeyboardInterrupt:  # and SIGTERM (children.Interrupted)
             store.clear_attempt(self.run_dir, record.name)
             raise
 
@@ -155,7 +155,8 @@ class BenchSession:
         if self.opts["isolate"]:
             request = json.dumps({"case": case.key(), "settings": self.settings.to_dict()})
             proc = subprocess.run([sys.executable, "-m", "resnets.measure.worker"],
-                                  input=request, capture_output=True, text=True, check=False)
+                                  input=request, capture_output=True, text=True, check=False,
+                                  preexec_fn=children.dies_with_us())
             lines = proc.stdout.strip().splitlines()
             if proc.returncode != 0 or not lines:
                 tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
