@@ -88,7 +88,9 @@ def test_report_shows_scaling_table_and_plot(scaling_run):
     table = pd.read_csv(tmp / "report" / "tables" / "scaling.csv")
     assert set(table["world size"]) == {1, 2} and set(table["strategy"]) == {"ddp", "fsdp"}
     assert (tmp / "report" / "plots" / "scaling.png").stat().st_size > 10_000
-    assert "Data-parallel scaling" in (tmp / "report" / "index.html").read_text()
+    page = (tmp / "report" / "index.html").read_text()
+    assert '<section id="scaling"><h2>Data-parallel scaling: efficiency' in page
+    assert '<section id="scaling-plot"><h2>Data-parallel scaling: throughput' in page
 
 
 def test_scale_projects_and_sets_prediction_beside_measurement(scaling_run):

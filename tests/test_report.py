@@ -248,7 +248,7 @@ def test_report_writes_every_output(report, df):
                                         "throughput_vs_flops"}
     # one batch per case here: a memory-against-batch plot would have nothing to show
     assert not (report / "plots" / "memory_vs_batch.png").exists()
-    assert "Not shown: " in (report / "index.html").read_text()
+    assert "Not in this report" in (report / "index.html").read_text()
     for p in plots:
         assert p.read_bytes().startswith(PNG_MAGIC), p
     assert not list(report.rglob(".*.tmp"))
@@ -256,15 +256,30 @@ def test_report_writes_every_output(report, df):
 
 def test_report_says_what_it_left_out_and_how_numbers_were_made(report):
     page = (report / "index.html").read_text()
-    assert "Not shown: not measured (no torchvision case" in page
-    assert "Not shown: one run loaded; a trend needs several" in page
-    assert "Not shown: no convergence result has a curve" in page
+    not_shown = page.split('<section id="not-shown">')[1]
+    assert "<b>Our models vs torchvision</b>: not measured (no torchvision case" in not_shown
+    assert "<b>Throughput over runs</b>: one run loaded; a trend needs several" in not_shown
+    assert "<b>Convergence: test accuracy</b>: no convergence result has a curve" in not_shown
     for words in ("time.perf_counter", "stop reason", "timed rounds", "torch threads", "CPU "):
         assert words in page, words
     assert page.count("data:image/png;base64,") == len(list((report / "plots").glob("*.png")))
     summary = (report / "summary.md").read_text()
     assert "### Headline" in summary and "### What to use" in summary
     assert "index.html" in summary and len(summary) < 10000
+
+
+def test_the_index_links_each_shown_section_once_and_names_the_rest(report):
+    """Every id is unique, every index link has a section with a table or a plot, and a
+    topic without data is only in the closing list, not an empty section of its own."""
+    import re
+    page = (report / "index.html").read_text()
+    ids = re.findall(r'<section id="([^"]+)">', page)
+    assert len(ids) == len(set(ids))
+    links = re.findall(r'<li><a href="#([^"]+)">', page)
+    assert links == ids
+    for body in page.split("<section id=")[1:-1]:
+        assert "<table>" in body or "data:image/png" in body, body[:200]
+    assert ids[-1] == "not-shown" and "<table>" not in page.split('id="not-shown"')[1]
 
 
 def test_html_is_self_contained_and_escapes_input(run_dir, tmp_path):

@@ -96,7 +96,7 @@ def table_sections(df: pd.DataFrame, baseline: str | None,
          "excluded) to the target test accuracy, median and range; a seed that never "
          "reached it counts as never (not reached), so such a configuration ranks last but "
          "stays. The protocols are in the Protocols table below.", None),
-        ("scaling", "Data-parallel scaling", t.scaling_table(df),
+        ("scaling", "Data-parallel scaling: efficiency", t.scaling_table(df),
          "no data-parallel case (resnets run --world-sizes 1,2 --strategies ddp,fsdp)",
          "Per data-parallel case (torchrun, one process per device): samples/s over all "
          "devices and per device; efficiency = per-device throughput / that at world size 1 "
@@ -156,9 +156,10 @@ def plot_sections(df: pd.DataFrame, baseline: str | None) -> list[Section]:
     for name, title, caption, fn in _plots.PLOTS:
         try:
             png = _plots.render(fn, df, baseline)
-            sections.append(Section(name, title, caption, png=png))
+            sections.append(Section(name, title, caption, png=png, anchor=f"{name}-plot"))
         except _plots.Skip as why:
-            sections.append(Section(name, title, caption, missing=str(why)))
+            sections.append(Section(name, title, caption, missing=str(why),
+                                    anchor=f"{name}-plot"))
     return sections
 
 
@@ -273,7 +274,7 @@ def write_report(paths, out_dir, baseline: str | None = None, strict: bool = Fal
               + (f"{len(drawn)} plots " if drawn else "")
               + "and how each number was made: index.html (beside this file).")
     atomic_write_text(out / "summary.md", markdown_page(
-        title, head, [tables[n] for n in IN_SUMMARY if not tables[n].missing], footer))
+        title, head, [tables[n] for n in IN_SUMMARY], footer))
     page = [*(tables[n] for n in BEFORE_PLOTS), *figures,
             *(s for n, s in tables.items() if n not in BEFORE_PLOTS)]
     atomic_write_text(out / "index.html", html_page(title, head, page))

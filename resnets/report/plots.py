@@ -469,7 +469,7 @@ PLOTS = [
      "1,000-image training subset at each evaluation (closer to He et al.'s Fig. 6). A "
      "deeper plain net training worse than a shallower one is the degradation problem "
      "residual shortcuts fix.", train_error),
-    ("scaling", "Data-parallel scaling",
+    ("scaling", "Data-parallel scaling: throughput against world size",
      "Samples per second over all devices against world size (log-log), with 95% "
      "intervals; dashed: the ideal, world size times the per-device throughput at world "
      "size 1. The gap is communication that backward does not hide, and stragglers.",

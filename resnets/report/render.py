@@ -20,6 +20,7 @@ from .. import text
 
 MISSING = "—"
 NOT_REACHED = "not reached"  # how an infinite value (see tables) reads
+NOT_SHOWN = "not-shown"  # anchor of the closing list of sections without data
 
 # Laid out to fit: no table wider than the body on a desktop (cells wrap, long ids break
 # anywhere), and on a phone a wide table scrolls inside its box, never the page.
@@ -47,6 +48,15 @@ class Section:
     png: bytes | None = None
     missing: str | None = None
     data: pd.DataFrame | None = None
+    anchor: str = ""  # the HTML id, when ``name`` is taken (a table and a plot of one topic)
+
+    @property
+    def id(self) -> str:
+        return self.anchor or self.name
+
+    @property
+    def shown(self) -> bool:
+        return (self.table is not None and not self.table.empty) or bool(self.png)
 
 
 def fmt(value) -> str:
@@ -89,10 +99,8 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def _html_section(s: Section) -> str:
-    parts = [f'<section id="{html.escape(s.name)}"><h2>{html.escape(s.title)}</h2>',
+    parts = [f'<section id="{html.escape(s.id)}"><h2>{html.escape(s.title)}</h2>',
              f'<p class="note">{html.escape(s.caption)}</p>']
-    if s.missing:
-        parts.append(f'<p class="skip">Not shown: {html.escape(s.missing)}.</p>')
     if s.table is not None and not s.table.empty:
         parts.append(f'<div class="scroll">{html_table(s.table)}</div>')
     if s.png:
@@ -101,9 +109,24 @@ def _html_section(s: Section) -> str:
     return "\n".join(parts) + "</section>"
 
 
+def _not_shown(sections: list[Section]) -> str:
+    """One closing list of what the data could not fill, each with why (and often the
+    option that would fill it), instead of an empty section per topic in the page."""
+    items = "".join(f"<li><b>{html.escape(s.title)}</b>: {html.escape(s.missing or '')}.</li>"
+                    for s in sections)
+    return (f'<section id="{NOT_SHOWN}"><h2>Not in this report</h2>'
+            f'<ul class="skip">{items}</ul></section>')
+
+
 def html_page(title: str, intro: list[str], sections: list[Section]) -> str:
-    toc = "".join(f'<li><a href="#{html.escape(s.name)}">{html.escape(s.title)}</a></li>'
-                  for s in sections)
+    """The page: only sections with something to show are in it and its index; the rest
+    are named at the end with the reason."""
+    shown = [s for s in sections if s.shown]
+    empty = [s for s in sections if not s.shown]
+    links = [(s.id, s.title) for s in shown] + ([(NOT_SHOWN, "Not in this report")]
+                                                  if empty else [])
+    toc = "".join(f'<li><a href="#{html.escape(a)}">{html.escape(t)}</a></li>'
+                  for a, t in links)
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -111,17 +134,16 @@ def html_page(title: str, intro: list[str], sections: list[Section]) -> str:
         f"<h1>{html.escape(title)}</h1>",
         *(f"<p>{html.escape(line)}</p>" for line in intro),
         f"<nav><ul>{toc}</ul></nav>",
-        *(_html_section(s) for s in sections),
+        *(_html_section(s) for s in shown),
+        *([_not_shown(empty)] if empty else []),
         "</body></html>", ""])
 
 
 def markdown_page(title: str, intro: list[str], sections: list[Section], footer: str) -> str:
-    """Short: the intro and the given sections' tables (a missing one in one line)."""
+    """Short: the intro and those of the given sections that have a table."""
     lines = [f"## {text.md(title)}", "", *(text.md(line) + "  " for line in intro), ""]
     for s in sections:
-        lines += [f"### {text.md(s.title)}", "", f"_{text.md(s.caption)}_", ""]
-        if s.missing:
-            lines += [f"_Not shown: {text.md(s.missing)}._", ""]
         if s.table is not None and not s.table.empty:
-            lines += [markdown_table(s.table), ""]
+            lines += [f"### {text.md(s.title)}", "", f"_{text.md(s.caption)}_", "",
+                      markdown_table(s.table), ""]
     return "\n".join([*lines, text.md(footer), ""])
