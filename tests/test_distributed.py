@@ -165,11 +165,15 @@ def test_two_nodes_write_one_run(tmp_path):
     assert "torchrun exit 0" in out
 
 
-def test_nodes_options_are_checked():
-    r = resnets("run", "--world-sizes", "2", "--nnodes", "2", *FAST)
+def test_nodes_options_are_checked(tmp_path):
+    """One line, exit 2, and no run folder left behind (it was, with a 'resume' hint)."""
+    r = resnets("run", "--world-sizes", "2", "--nnodes", "2", *FAST, cwd=tmp_path)
     assert r.returncode == 2 and "--rdzv-endpoint" in r.stderr
-    r = resnets("run", "--world-sizes", "3", "--nnodes", "2", "--rdzv-endpoint", "h:1", *FAST)
+    r = resnets("run", "--world-sizes", "3", "--nnodes", "2", "--rdzv-endpoint", "h:1", *FAST,
+                cwd=tmp_path)
     assert r.returncode == 2 and "does not split over 2 nodes" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not list(tmp_path.iterdir())
     r = resnets("follow", "run", "--nnodes", "2", "--rdzv-endpoint", "nohost")
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
 

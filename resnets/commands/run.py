@@ -104,12 +104,15 @@ def _default_input(model: str):
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import children, runlock, store
+    from .. import children, plan, runlock, store
 
     if args.dry_run:
         if args.resume:
             raise UserError("--dry-run plans a new run; drop --resume")
         return dry_run(_given(args))
+    if not args.resume:
+        # A selection the suite would refuse is one line here, before a folder is made.
+        plan.select({o.name: o.initial for o in options.SUITE} | _given(args), _default_input)
     run_dir = Path(args.resume) if args.resume else Path(
         args.out or store.REPORTS_DIR / store.run_id())
     with runlock.hold(run_dir):
