@@ -107,6 +107,28 @@ def test_speedups_are_ratios_of_the_underlying_throughputs(df):
             assert row[v] == pytest.approx(sps[row["mode"], v] / sps[row["mode"], variants[0]])
 
 
+def test_speedup_tables_have_a_row_per_measured_group_only(tmp_path):
+    """Two models at their own input size and batch: two rows, not the 2x2x2 product of
+    the keys' values (the committed reference once showed lenet at 3x224x224, all dashes)."""
+    from records import speed, steady, write
+
+    from resnets.report.tables import speedup_display, speedups
+
+    recs = []
+    for model, batch, shape, t in (("lenet", 64, (1, 28, 28), 0.01),
+                                   ("resnet20", 16, (3, 32, 32), 0.05)):
+        for fmt, f in (("contiguous", 1.0), ("channels_last", 0.8)):
+            case = Case(model, "infer", "cpu", memory_format=fmt, batch_size=batch,
+                        input_shape=shape)
+            recs.append(speed(case, steady(t * f, seed=len(recs))))
+    frame = load(write(tmp_path / "run", *recs))
+    for table in (speedup_matrix(frame), speedup_display(speedups(frame))):
+        assert len(table) == 2, table
+        assert list(table["model"]) == ["lenet", "resnet20"]
+    assert speedup_matrix(frame)["channels_last-fp32-eager"].tolist() == pytest.approx(
+        [1.25, 1.25], rel=0.02)
+
+
 def test_other_baseline_divides_by_that_variant(df):
     m = speedup_matrix(df, "channels_last-fp32-eager")
     assert list(m.columns)[5] == "channels_last-fp32-eager"

@@ -23,14 +23,16 @@ NOT_REACHED = "not reached"  # how an infinite value (see tables) reads
 NOT_SHOWN = "not-shown"  # anchor of the closing list of sections without data
 
 # Laid out to fit: no table wider than the body on a desktop (cells wrap, long ids break
-# anywhere), and on a phone a wide table scrolls inside its box, never the page.
+# anywhere, but a number or a short word such as 3x224x224 never), and on a phone a wide
+# table scrolls inside its box, never the page.
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.4;overflow-wrap:anywhere}
 h1{margin-bottom:.2em;font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:12.5px;margin:.4em 0}
 th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;overflow-wrap:anywhere}
-th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f2f2f2;overflow-wrap:normal}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,td.nw{white-space:nowrap;overflow-wrap:normal}
 .scroll{overflow-x:auto;max-width:100%}img{max-width:100%;height:auto}
 .note{color:#555}.skip{color:#8a5a00;font-style:italic}nav li{display:inline;margin-right:1em}
 """.strip()
@@ -81,14 +83,21 @@ def _numeric(df: pd.DataFrame) -> list[bool]:
             for t in df.dtypes]
 
 
+SHORT = 12  # characters: a text cell this short, without spaces, is never broken
+
+
+def _td(text: str, numeric: bool) -> str:
+    kind = "num" if numeric else "nw" if len(text) <= SHORT and not any(
+        c.isspace() for c in text) else ""
+    body = html.escape(text).replace("\n", "<br>")
+    return f'<td class="{kind}">{body}</td>' if kind else f"<td>{body}</td>"
+
+
 def html_table(df: pd.DataFrame) -> str:
     numeric = _numeric(df)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    cell = ('<td class="num">{}</td>', "<td>{}</td>")
-    body = "\n".join(
-        "<tr>" + "".join(cell[not num].format(html.escape(fmt(v)).replace("\n", "<br>"))
-                         for v, num in zip(row, numeric))
-        + "</tr>" for row in df.itertuples(index=False))
+    body = "\n".join("<tr>" + "".join(_td(fmt(v), num) for v, num in zip(row, numeric))
+                     + "</tr>" for row in df.itertuples(index=False))
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 

@@ -74,6 +74,15 @@ def models_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     return out.drop(columns="_order").reset_index(drop=True)
 
 
+def _pivot(long: pd.DataFrame, keys: list[str], values: str) -> pd.DataFrame:
+    """A row per measured key and a column per variant. ``dropna=False`` keeps keys that
+    are NaN (a case without an input size) but also fills in every combination of the
+    keys' values, such as lenet at 3x224x224; only rows with a measurement stay."""
+    wide = long.pivot_table(index=keys, columns="variant", values=values, aggfunc="first",
+                            sort=False, dropna=False)
+    return wide.dropna(how="all")
+
+
 def speedup_display(long: pd.DataFrame) -> pd.DataFrame:
     """The speed-up matrix as text: a row per model, mode, device, batch and input, a
     column per variant, each cell the speed-up and its 95% interval; "≈" marks one whose
@@ -84,8 +93,7 @@ def speedup_display(long: pd.DataFrame) -> pd.DataFrame:
                               for s, lo, hi, n in zip(long["speedup"], long["speedup_low"],
                                                       long["speedup_high"], long["within_noise"])])
     keys = [*ROW_KEYS, "baseline"]
-    wide = cells.pivot_table(index=keys, columns="variant", values="cell", aggfunc="first",
-                             sort=False, dropna=False)
+    wide = _pivot(cells, keys, "cell")
     wide = wide[variant_order(wide.columns)]
     return shown(wide.reset_index().rename_axis(columns=None)).fillna("—")
 
@@ -95,8 +103,7 @@ def speedup_matrix(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFram
     long = speedups(df, baseline)
     if long.empty:
         return pd.DataFrame()
-    wide = long.pivot_table(index=ROW_KEYS, columns="variant", values="speedup",
-                            aggfunc="first", sort=False, dropna=False)
+    wide = _pivot(long, ROW_KEYS, "speedup")
     order = variant_order(wide.columns, baseline or DEFAULT_BASELINE)
     return shown(wide[order].reset_index().rename_axis(columns=None))
 
