@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -257,3 +258,23 @@ def test_cuda_training_under_each_precision_reaches_the_target(precision):
     result = cv.run(case, "digits", 0.9, seed=0, max_iters=300)
     assert result.status == "reached", (result.best_acc, result.final_acc)
     assert result.iters_to_target <= 300
+
+
+def test_findings_pair_seeds_within_a_variant():
+    """The reference's runs again at a second precision: each variant is judged on its
+    own seeds (pairing across variants indexed a seed twice and raised)."""
+    from pathlib import Path
+
+    from resnets.report import load
+    from resnets.report.findings import findings
+
+    df = load(Path(__file__).resolve().parents[1] / "reports" / "reference-cpu")
+    conv = df[df["kind"] == "convergence"]
+    again = conv.assign(precision="bf16", variant=conv["variant"].str.replace("fp32", "bf16"),
+                        trial_id=conv["trial_id"].str.replace("fp32", "bf16"))
+    alone = findings(df)
+    both = findings(pd.concat([df, again], ignore_index=True))
+    assert len(both) == 2 * len(alone)
+    assert {f.data for f in both} >= {f.data + ", cpu contiguous-fp32-eager" for f in alone}
+    by = {(f.data, f.claim): f.observed for f in both}
+    assert all(by[f.data + ", cpu contiguous-fp32-eager", f.claim] == f.observed for f in alone)

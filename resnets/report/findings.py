@@ -48,9 +48,15 @@ def findings(df: pd.DataFrame) -> list[Finding]:
     if conv.empty:
         return []
     out = []
-    for (name, dataset, shape), runs in conv.groupby(["experiment", "dataset", "input_shape"],
-                                                      sort=False):
-        data = f"{dataset} {shape}"
+    # Seeds pair within one device and variant: a run of several precisions (or a CPU and
+    # a CUDA run in one report) holds each model and seed once per variant.
+    keys = ["experiment", "dataset", "input_shape", "device", "variant"]
+    several = conv.groupby(keys[:3], sort=False)[keys[3:]].transform(
+        lambda col: col.astype(str).nunique() > 1).any(axis=1)
+    for (name, dataset, shape, device, variant), runs in conv.groupby(keys, sort=False,
+                                                                       dropna=False):
+        data = f"{dataset} {shape}" + (f", {device} {variant}"
+                                       if several[runs.index].any() else "")
         for expect in _expectations(name):
             judge = {"faster": _faster, "worse": _worse, "not_worse": _not_worse,
                      "seed": _seed}[expect["check"]]
