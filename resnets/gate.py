@@ -17,46 +17,40 @@
 """
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import store
 from .errors import UserError
-from .paired import DEFAULT_BLOCKS, Pairer, run_pairs
+from .git import git
+from .paired import DEFAULT_BLOCKS, Pairer, SideDied, run_pairs
 
 MAX_REPEATS = 3
 SIDES = ("base", "head")
 
 
-def _git(repo: Path, *args: str) -> str:
-    r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                       check=False)
-    if r.returncode != 0:
-        raise UserError(f"git {' '.join(args)}: {r.stderr.strip().splitlines()[-1:] or ['failed']}")
-    return r.stdout.strip()
-
-
-def worktrees(repo: Path, base_ref: str, head_ref: str, into: Path) -> dict[str, tuple[Path, str]]:
+def worktrees(repo: Path, base_ref: str, head_ref: str, into: Path,
+              made: list[Path]) -> dict[str, tuple[Path, str]]:
     """Check out the merge-base of ``base_ref`` and ``head_ref``, and ``head_ref``, as
-    detached worktrees under ``into``: ``{side: (folder, commit)}``."""
-    head = _git(repo, "rev-parse", "--verify", f"{head_ref}^{{commit}}")
-    base = _git(repo, "merge-base", base_ref, head)
+    detached worktrees under ``into``: ``{side: (folder, commit)}``. Each folder is added
+    to ``made`` as soon as it exists, so a failure on the second still removes the first."""
+    head = git(repo, "rev-parse", "--verify", f"{head_ref}^{{commit}}").stdout.strip()
+    base = git(repo, "merge-base", base_ref, head).stdout.strip()
     out = {}
     for side, sha in (("base", base), ("head", head)):
-        folder = into / side
+        folder = (into / side).resolve()  # git runs in ``repo``; the path is ours
         if folder.exists():
-            _git(repo, "worktree", "remove", "--force", str(folder))
-        _git(repo, "worktree", "add", "--detach", str(folder), sha)
+            git(repo, "worktree", "remove", "--force", str(folder))
+        git(repo, "worktree", "add", "--detach", str(folder), sha)
+        made.append(folder)
         out[side] = (folder, sha)
     return out
 
 
 def remove_worktrees(repo: Path, folders) -> None:
     for folder in folders:
-        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(folder)],
-                       capture_output=True, check=False)
+        git(repo, "worktree", "remove", "--force", str(folder), check=False)
 
 
 @dataclass
@@ -79,8 +73,15 @@ def run_gate(cases, settings, sources: dict[str, Path | None], out: Path, opts,
     t0 = time.perf_counter()
     stamp = store.utc_stamp()
     out.mkdir(parents=True, exist_ok=True)
+    for name in SIDES:
+        if sources.get(name) and not (Path(sources[name]) / "resnets" / "__init__.py").is_file():
+            raise UserError(f"the {name} side, {sources[name]}: no resnets package in it")
     pairer = Pairer(sources, pythons or {"base": None, "head": None}, logs=out)
-    where = pairer.start()
+    try:
+        where = pairer.start()
+    except SideDied as exc:  # e.g. a merge-base from before the pair worker existed
+        pairer.close()
+        raise UserError(f"could not start: {exc}") from None
     for name in SIDES:  # a side that imported the other's code measures nothing new
         if sources.get(name) and not Path(where[name]).resolve().is_relative_to(
                 Path(sources[name]).resolve()):
@@ -103,9 +104,9 @@ def run_gate(cases, settings, sources: dict[str, Path | None], out: Path, opts,
                 done[c.id] += 1
             if k == limit or not any((out / s / f"r{k}").exists() for s in SIDES):
                 break
-            result = compare(_side_runs(out, "base"), _side_runs(out, "head"), opts)
             if repeats != "auto":
                 continue
+            result = compare(_side_runs(out, "base"), _side_runs(out, "head"), opts)
             todo = [c for c in cases if c.id in again(result, done, opts.threshold)]
             if not todo:
                 break

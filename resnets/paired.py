@@ -26,6 +26,7 @@ id, written into that side's run folder.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -116,13 +117,23 @@ class Side:
         except (BrokenPipeError, OSError, ValueError):
             line = ""
         if not line:
-            code = self.proc.poll() if self.proc else None
-            raise SideDied(f"the {self.name} worker ended (exit {code}); see "
-                           f"{self.log or 'its stderr'}")
+            code = None
+            with contextlib.suppress(subprocess.TimeoutExpired, AttributeError):
+                code = self.proc.wait(timeout=30)  # its output ended: it is exiting
+            raise SideDied(f"the {self.name} worker ended (exit {code})"
+                           + (f": {self._last_logged()} (log: {self.log})" if self.log else ""))
         try:
             return json.loads(line)
         except ValueError:
             raise SideDied(f"the {self.name} worker answered {line[:80]!r}") from None
+
+    def _last_logged(self) -> str:
+        """The last line the worker wrote to its log: a traceback's is the error."""
+        try:
+            lines = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1][:300] if lines else "nothing logged"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -11,17 +11,19 @@ leaves out of its series.
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from .errors import UserError
+from .git import git
 from .store import CASES_DIR
 
 RUN_STATE = "run-state.json"
 PARTIAL_SUFFIX = "-partial"
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")  # a run's folder under runs/, never a path
 
 
 def run_state(run_dir: Path) -> dict:
@@ -31,14 +33,6 @@ def run_state(run_dir: Path) -> dict:
     except (OSError, UnicodeDecodeError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}
-
-
-def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    if check and r.returncode != 0:
-        last = (r.stderr.strip() or r.stdout.strip()).splitlines()[-1:] or ["failed"]
-        raise UserError(f"git {args[0]}: {last[0]}")
-    return r
 
 
 def publish(run_dir: Path, remote: str, branch: str = "benchmark-results",
@@ -54,16 +48,20 @@ def publish(run_dir: Path, remote: str, branch: str = "benchmark-results",
                if state else f"no {RUN_STATE}")
         raise UserError(f"{run_dir}: not a complete run ({why}); pass --partial to keep it "
                         "marked as partial")
-    target = f"runs/{name or run_dir.name}{'' if complete else PARTIAL_SUFFIX}"
+    folder = name or run_dir.resolve().name
+    if not NAME.fullmatch(folder):
+        raise UserError(f"--name {folder!r}: one folder name of letters, digits and _.+- "
+                        "(no path), not starting with a dot")
+    target = f"runs/{folder}{'' if complete else PARTIAL_SUFFIX}"
     with tempfile.TemporaryDirectory(prefix="resnets-publish-") as tmp:
         work = Path(tmp) / "history"
-        _git(Path(tmp), "init", "-q", str(work))
-        _git(work, "remote", "add", "origin", remote)
-        exists = _git(work, "fetch", "-q", "origin", branch, check=False).returncode == 0
+        git(Path(tmp), "init", "-q", str(work))
+        git(work, "remote", "add", "origin", remote)
+        exists = git(work, "fetch", "-q", "origin", branch, check=False).returncode == 0
         if exists:
-            _git(work, "checkout", "-q", "-b", branch, "FETCH_HEAD")
+            git(work, "checkout", "-q", "-b", branch, "FETCH_HEAD")
         else:
-            _git(work, "checkout", "-q", "--orphan", branch)
+            git(work, "checkout", "-q", "--orphan", branch)
         dest = work / target
         if dest.exists():
             raise UserError(f"{target} is already on {branch}: a run is published once")
@@ -71,16 +69,16 @@ def publish(run_dir: Path, remote: str, branch: str = "benchmark-results",
         for extra in (RUN_STATE, "run-options.json"):
             if (run_dir / extra).is_file():
                 shutil.copy(run_dir / extra, dest / extra)
-        _git(work, "add", target)
-        _git(work, "-c", "user.name=resnets", "-c", "user.email=resnets@users.noreply.github.com",
-             "commit", "-qm", f"{'partial ' if not complete else ''}run {target}")
+        git(work, "add", target)
+        git(work, "-c", "user.name=resnets", "-c", "user.email=resnets@users.noreply.github.com",
+            "commit", "-qm", f"{'partial ' if not complete else ''}run {target}")
         for attempt in range(retries + 1):
-            if _git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}",
-                    check=False).returncode == 0:
+            if git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}",
+                   check=False).returncode == 0:
                 return target
             if attempt == retries:
                 break
             time.sleep(min(2 ** attempt, 30))
-            _git(work, "fetch", "-q", "origin", branch)
-            _git(work, "rebase", "-q", "FETCH_HEAD")
+            git(work, "fetch", "-q", "origin", branch)
+            git(work, "rebase", "-q", "FETCH_HEAD")
     raise UserError(f"could not push {target} to {branch} after {retries + 1} tries")

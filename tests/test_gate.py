@@ -107,6 +107,33 @@ def test_an_unchanged_head_passes(repo, tmp_path):
         assert len(list((tmp_path / "out" / side / "r1" / "cases").glob("*.json"))) == 2
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--blocks", "2"], "--blocks: at least 3"),
+    (["--alpha", "0.6"], "--alpha must be between 0 and 0.5"),
+    (["--threshold", "150%"], "--threshold must be a fraction in (0, 1)"),
+    (["--head", "no-such-ref"], "git rev-parse: fatal: "),
+    (["--base-src", "{empty}", "--head-src", str(ROOT)], "no resnets package in it"),
+    (["--base-src", "{broken}", "--head-src", str(ROOT)],
+     "could not start: the pair worker ended (exit 1): RuntimeError: broken package"),
+])
+def test_bad_gate_input_is_one_line_before_anything_is_measured(repo, tmp_path, args, message):
+    """Each was a traceback, a Python list in the message, or an error only after a
+    whole pass had been measured."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken" / "resnets").mkdir(parents=True)
+    (tmp_path / "broken" / "resnets" / "__init__.py").write_text(
+        "raise RuntimeError('broken package')\n")
+    args = [a.format(empty=tmp_path / "empty", broken=tmp_path / "broken") for a in args]
+    r = subprocess.run([sys.executable, "-m", "resnets", "gate", "--repo", str(repo),
+                        "--base", "main", *CASES, *args, "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    assert "['" not in r.stderr
+    assert not list((tmp_path / "out").glob("*/r1"))  # nothing measured
+    assert git(repo, "worktree", "list").count("\n") == 0
+
+
 def test_the_comment_body_stays_short_at_any_case_count():
     import records
     from records import steady
@@ -145,7 +172,7 @@ def test_history_is_pushed_with_rebase_and_retry(tmp_path, monkeypatch):
     run = tiny_run(tmp_path / "night1")
     assert publish_module.publish(run, str(remote)) == "runs/night1"
 
-    real_git, raced = publish_module._git, []
+    real_git, raced = publish_module.git, []
 
     def racing_git(cwd, *args, check=True):
         if args[0] == "push" and not raced:  # another job lands first
@@ -160,7 +187,7 @@ def test_history_is_pushed_with_rebase_and_retry(tmp_path, monkeypatch):
             git(other, "push", "-q", "origin", "benchmark-results")
         return real_git(cwd, *args, check=check)
 
-    monkeypatch.setattr(publish_module, "_git", racing_git)
+    monkeypatch.setattr(publish_module, "git", racing_git)
     monkeypatch.setattr(publish_module.time, "sleep", lambda s: None)
     second = tiny_run(tmp_path / "night2")
     assert publish_module.publish(second, str(remote)) == "runs/night2"
@@ -168,6 +195,19 @@ def test_history_is_pushed_with_rebase_and_retry(tmp_path, monkeypatch):
                               "benchmark-results"], capture_output=True, text=True).stdout
     assert "runs/night1/cases/" in listing and "runs/night2/cases/" in listing
     assert "runs/elsewhere/note" in listing and raced
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", ".hidden"])
+def test_a_published_name_is_one_folder(tmp_path, name):
+    """A --name with a path in it once copied the run outside the temporary clone."""
+    remote = tmp_path / "history.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    r = subprocess.run([sys.executable, "-m", "resnets", "publish",
+                        str(tiny_run(tmp_path / "night1")), "--remote", str(remote),
+                        "--name", name], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == 2 and "one folder name" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.git", "night1"]
 
 
 def test_a_partial_run_is_refused_unless_marked(tmp_path):

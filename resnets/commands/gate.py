@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import options
+from ..compare.significance import MIN_PAIRS as MIN_BLOCKS
 
 
 def _repeats(text: str):
@@ -27,6 +28,14 @@ def _repeats(text: str):
     value = options.positive_int(text)
     if value > 3:
         raise options.Invalid(f"at most 3 passes, not {value}")
+    return value
+
+
+def _blocks(text: str) -> int:
+    value = options.positive_int(text)
+    if value < MIN_BLOCKS:
+        raise options.Invalid(f"at least {MIN_BLOCKS} (fewer block pairs give a case no "
+                              f"verdict, so the gate could not fail), not {value}")
     return value
 
 
@@ -53,8 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=_repeats, default="auto", metavar="auto|N",
                    help="passes over the cases: auto (from the measured noise, at most 3) "
                         "or 1-3 (default auto)")
-    p.add_argument("--blocks", type=options.positive_int, default=10, metavar="N",
-                   help="alternating blocks per side and case (default 10)")
+    p.add_argument("--blocks", type=_blocks, default=10, metavar="N",
+                   help=f"alternating blocks per side and case (at least {MIN_BLOCKS}; "
+                        "default 10)")
     p.add_argument("-o", "--out", type=Path, metavar="DIR",
                    help="output folder (default reports/gate-<UTC time>)")
 
@@ -68,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
 
     out = args.out or store.default_out("gate")
     gate.check_empty(out)
+    compare_opts = Options(alpha=args.alpha, threshold=args.threshold)
+    compare_opts.check()  # before any checkout or measurement, not after a whole pass
     selection = presets.Selection.from_options(vars(args))
     cases = selection.cases()
     if not cases:
@@ -80,14 +92,13 @@ def main(args: argparse.Namespace) -> int:
     sources = {"base": args.base_src, "head": args.head_src}
     try:
         if sources["base"] is None or sources["head"] is None:
-            trees = gate.worktrees(args.repo, args.base, args.head, out / "src")
-            made = [folder for folder, _ in trees.values()]
+            trees = gate.worktrees(args.repo, args.base, args.head, out / "src", made)
             for side, (folder, sha) in trees.items():
                 sources[side] = sources[side] or folder
                 commits[side] = sha
         result = gate.run_gate(
             cases, settings, sources, out,
-            Options(alpha=args.alpha, threshold=args.threshold),
+            compare_opts,
             pythons={"base": args.base_python, "head": args.head_python},
             repeats=args.repeats, blocks=args.blocks, commits=commits,
             progress=lambda line: print(line, file=sys.stderr, flush=True))
