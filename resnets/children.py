@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 # What a shell reports for a process ended by a signal: 128 + the signal number.
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -55,12 +56,18 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+class _Forwarded(Exception):
+    """Raised by the forwarding handler: a blocking wait resumes after a handler that
+    returns (PEP 475), so without it the grace period would never start."""
+
+
 @contextlib.contextmanager
 def _forwarding(proc: subprocess.Popen, got: list):
     def forward(signum, frame):
         got.append(signum)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signum)
+        raise _Forwarded()
 
     old = {s: signal.signal(s, forward) for s in EXIT_CODES}
     try:
@@ -71,18 +78,23 @@ def _forwarding(proc: subprocess.Popen, got: list):
 
 
 def run(cmd: list[str], env: dict | None = None, grace_s: float = 30.0) -> tuple[int, int | None]:
-    """(exit code, the signal we passed on or None). After a signal the group gets
-    ``grace_s`` seconds to end, then SIGKILL."""
+    """(exit code, the signal we passed on or None). After the first signal the group
+    gets ``grace_s`` seconds to end, then SIGKILL."""
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=dies_with_us())
     got: list[int] = []
+    deadline = None
     with _forwarding(proc, got):
         while True:
             try:
-                code = proc.wait(timeout=grace_s if got else None)
+                code = proc.wait(timeout=None if deadline is None
+                                 else max(0.0, deadline - time.monotonic()))
                 break
+            except _Forwarded:
+                deadline = deadline or time.monotonic() + grace_s
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
+                deadline = time.monotonic() + grace_s  # killed: it goes at once
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # anything the child left behind
     return code, (got[0] if got else None)

@@ -10,7 +10,7 @@ from records import steady
 
 from resnets.case import Case
 from resnets.report import load
-from resnets.report.advice import advise, headline_rows
+from resnets.report.advice import advice_rows, advise, headline_rows
 from resnets.schema import Timing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +64,28 @@ def test_variants_timed_under_load_are_not_judged(tmp_path):
     assert a.loaded == ["contiguous-bf16-eager"]
     (b,) = advice_for(tmp_path / "b", {case(): (0.010, busy), case(precision="bf16"): (0.005, {})})
     assert b.pick is None and b.verdict == "not judged"
+
+
+def test_a_baseline_is_not_kept_when_the_others_were_only_measured_under_load(tmp_path):
+    """Was "keep contiguous-fp32-eager (nothing else measured)" beside "not judged: ..."."""
+    busy = {"timing": Timing(other_cores=1.0)}
+    (a,) = advice_for(tmp_path, {case(): (0.010, {}), case(precision="bf16"): (0.005, busy)})
+    assert a.pick is None and a.loaded == ["contiguous-bf16-eager"]
+    assert a.verdict == "no clear winner"
+    (alone,) = advice_for(tmp_path / "alone", {case(): (0.010, {})})
+    assert alone.verdict == "keep contiguous-fp32-eager"
+
+
+def test_missing_memory_and_compile_time_say_nothing_rather_than_nan(tmp_path):
+    compiled = Case("resnet50", "infer", "cpu", precision="bf16", compile="compile",
+                    batch_size=4, input_shape=(3, 224, 224))
+    (a,) = advice_for(tmp_path, {case(): (0.010, {"peak_memory_bytes": None}),
+                                 case(precision="bf16"): (0.006, {}),
+                                 compiled: (0.004, {})})  # no compile time recorded
+    assert a.pick == "contiguous-bf16-compile"
+    assert a.memory_ratio is None and a.compile_s is None and a.breakeven_steps is None
+    notes = " ".join(str(v) for v in advice_rows([a]).iloc[0].values)
+    assert "nan" not in notes.lower()
 
 
 def test_advise_on_the_h100_reference_recommends_nothing_for_launch_bound_models():

@@ -71,6 +71,23 @@ def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path,
     assert len(store.finished_case_ids(run)) == 8  # 2 modes x 2 formats x 2 precisions
 
 
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
+    """The signal used to arrive while the parent sat in a blocking wait, which resumed
+    after the handler: the grace period never started and the child ran on."""
+    trapped = tmp_path / "trapped"
+    child = f"trap '' TERM; touch {trapped}; sleep 120"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "from resnets import children\n"
+        f"code, sig = children.run(['bash', '-c', {child!r}], grace_s=1)\n"
+        "print(code, sig, flush=True)")], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not trapped.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    parent.send_signal(signal.SIGTERM)
+    out, _ = parent.communicate(timeout=60)  # far below the child's 120 s
+    assert out.split() == [str(-signal.SIGKILL), str(int(signal.SIGTERM))]
+
+
 def _alive(pid: int) -> bool:
     """Running, not a zombie waiting for a reaper."""
     try:

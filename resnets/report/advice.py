@@ -162,7 +162,9 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
             a.note = (f"not judged: the baseline was measured while other work kept "
                       f"{base['busy']:.1f} cores busy; rerun on a quiet machine")
         elif supported.empty:
-            a.pick = None if len(others) else a.baseline
+            # The baseline is "kept" only when it was all there was; variants measured
+            # under load are not judged, which is not the same as "nothing else".
+            a.pick = None if len(g) > 1 else a.baseline
             a.speedup = a.speedup_low = a.speedup_high = 1.0
         else:
             best = supported.loc[supported["speedup"].idxmax()]
@@ -171,7 +173,7 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
                                                         best["speedup_high"])
             a.samples_per_s, a.sps_low, a.sps_high = (best["samples_per_s"], best["sps_low"],
                                                       best["sps_high"])
-            if best["peak_memory_bytes"] and base["peak_memory_bytes"]:
+            if _positive(best["peak_memory_bytes"]) and _positive(base["peak_memory_bytes"]):
                 a.memory_ratio = best["peak_memory_bytes"] / base["peak_memory_bytes"]
             if best["compile"] == "compile":
                 a.compile_s, a.breakeven_steps = _breakeven(best, g)
@@ -187,10 +189,17 @@ def _breakeven(compiled, group) -> tuple[float | None, float | None]:
     twin = group[(group["memory_format"] == compiled["memory_format"])
                  & (group["precision"] == compiled["precision"]) & (group["compile"] == "eager")]
     cost = compiled["compile_s"]
-    if twin.empty or cost is None or not np.isfinite(cost):
+    if not _positive(cost):
+        return None, None
+    saved = twin.iloc[0]["latency_s"] - compiled["latency_s"] if len(twin) else math.nan
+    if not np.isfinite(saved):
         return cost, None
-    saved = twin.iloc[0]["latency_s"] - compiled["latency_s"]
     return cost, (cost / saved if saved > 0 else math.inf)
+
+
+def _positive(value) -> bool:
+    """A measured, positive number (not None, NaN or infinite: not recorded)."""
+    return value is not None and bool(pd.notna(value)) and math.isfinite(value) and value > 0
 
 
 def advice_rows(advice: list[Advice]) -> pd.DataFrame:
