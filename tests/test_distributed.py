@@ -224,6 +224,26 @@ def test_projection_uses_measured_bandwidth_and_reports_its_error(tmp_path):
     assert at2["error"] == pytest.approx(at2["step_s"] / at2["measured_step_s"] - 1)
 
 
+def test_scale_shows_each_rows_basis_when_they_differ(tmp_path):
+    """Two models measured at different bandwidths: each row says its own (one line below
+    the table described every row with the first model's figures)."""
+    other = dataclasses.replace(_case(1), model="resnet56")
+    write(tmp_path, speed(_case(1), steady(0.1), grad_bytes=10**8),
+          speed(_case(2), steady(0.16, seed=1), grad_bytes=10**8, busbw=2e9, comm_hidden=0.5),
+          speed(other, steady(0.2, seed=2), grad_bytes=10**8),
+          speed(dataclasses.replace(other, world_size=2, strategy="ddp"), steady(0.3, seed=3),
+                grad_bytes=10**8, busbw=5e8, comm_hidden=0.1))
+    r = resnets("scale", tmp_path, "--world-sizes", "4")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()
+            if line.startswith(("resnet20 ", "resnet56 "))}
+    assert "2 GB/s (measured at 2)" in rows["resnet20"] and "50%" in rows["resnet20"]
+    assert "500 MB/s (measured at 2)" in rows["resnet56"] and "10%" in rows["resnet56"]
+    assert r.stdout.strip().splitlines()[-1] == "latency 0 us"
+    one = resnets("scale", tmp_path, "--world-sizes", "4", "--busbw", "1GB/s", "--hidden", "0")
+    assert one.stdout.strip().splitlines()[-1].startswith("busbw 1 GB/s (given), hidden 0%")
+
+
 @pytest.mark.parametrize("text, value", [("200GB/s", 2e11), ("25 GiB/s", 25 * 2**30),
                                          ("1.5e9", 1.5e9)])
 def test_bandwidth_parses(text, value):

@@ -110,16 +110,16 @@ def main(args: argparse.Namespace) -> int:
         if args.resume:
             raise UserError("--dry-run plans a new run; drop --resume")
         return dry_run(_given(args))
-    if not args.resume:
-        # A selection the suite would refuse is one line here, before a folder is made.
-        plan.select({o.name: o.initial for o in options.SUITE} | _given(args), _default_input)
-    run_dir = Path(args.resume) if args.resume else Path(
-        args.out or store.REPORTS_DIR / store.run_id())
+    # Bad input is one line here, before the lock makes a folder: a --resume of a path
+    # that is not a run, a selection the suite would refuse.
+    if args.resume:
+        run_dir, opts = _resumed(args)
+    else:
+        opts = _given(args)
+        plan.select({o.name: o.initial for o in options.SUITE} | opts, _default_input)
+        run_dir = Path(args.out or store.REPORTS_DIR / store.run_id())
     with runlock.hold(run_dir):
-        if args.resume:
-            run_dir, opts = _resumed(args)
-        else:
-            opts = _given(args)
+        if not args.resume:
             if (run_dir / store.CASES_DIR).is_dir():
                 raise UserError(f"--out {run_dir}: already holds a run; pick a new folder, or "
                                 f"finish that run with: resnets run --resume {run_dir}")

@@ -14,17 +14,11 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..options import Invalid, positive_ints
-
-    def world_sizes(text):
-        try:
-            return positive_ints(text)
-        except Invalid as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+    from ..options import positive_ints
 
     p.add_argument("results", nargs="+", metavar="RESULTS",
                    help="result files, run folders or globs")
-    p.add_argument("--world-sizes", type=world_sizes, default=(2, 8, 64), metavar="N,M",
+    p.add_argument("--world-sizes", type=positive_ints, default=(2, 8, 64), metavar="N,M",
                    help="world sizes to predict (default 2,8,64)")
     p.add_argument("--busbw", metavar="RATE",
                    help="bus bandwidth per device, e.g. 200GB/s (default: the one measured "
@@ -58,23 +52,31 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("nothing to project: needs a training case at world size 1 (with "
                         "gradient bytes or parameters) and a bus bandwidth (--busbw, or a "
                         "measured multi-process case)")
+    def basis(r) -> tuple[str, str]:
+        return (f"{si(r.busbw, 'B/s')} ({r.busbw_from})", f"{r.hidden:.0%} ({r.hidden_from})")
+
+    # One basis for every row is said once, below; rows projected from different
+    # measurements (two models, two strategies) each show their own.
+    each = len({basis(r) for r in table.itertuples()}) > 1
     headers = ("model", "device", "variant", "bs/device", "strategy", "world size",
-               "step", "samples/s", "efficiency", "measured step", "error")
+               "step", "samples/s", "efficiency", "measured step", "error",
+               *(("busbw", "hidden") if each else ()))
     rows = [(r.model, r.device, r.variant, str(r.batch_size), r.strategy, str(r.world_size),
              duration(r.step_s), si(r.samples_per_s), f"{r.efficiency:.0%}",
              duration(r.measured_step_s) if r.measured_step_s == r.measured_step_s
              and r.measured_step_s is not None else "-",
-             f"{r.error:+.0%}" if r.error == r.error and r.error is not None else "-")
+             f"{r.error:+.0%}" if r.error == r.error and r.error is not None else "-",
+             *(basis(r) if each else ()))
             for r in table.itertuples()]
-    numeric = [False] * 5 + [True] * 6
-    first = table.iloc[0]
-    basis = (f"busbw {si(first.busbw, 'B/s')} ({first.busbw_from}), hidden "
-             f"{first.hidden:.0%} ({first.hidden_from}), latency {args.latency_us:g} us")
+    numeric = [False] * 5 + [True] * 6 + [False] * (2 * each)
+    busbw, hidden = basis(next(table.itertuples()))
+    said = (f"latency {args.latency_us:g} us" if each else
+            f"busbw {busbw}, hidden {hidden}, latency {args.latency_us:g} us")
     print(text_table(headers, rows, numeric))
-    print(basis)
+    print(said)
     if args.markdown:
         atomic_write_text(args.markdown, markdown_table(headers, rows, numeric)
-                          + f"\n\n{basis}\n")
+                          + f"\n\n{said}\n")
     if args.csv:
         atomic_write_text(args.csv, csv_frame(table).to_csv(index=False))
     return 0
