@@ -22,6 +22,7 @@ RUN = [sys.executable, "-m", "resnets", "run", "--models", "lenet", "--devices",
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     run = tmp_path / "run"
     with runlock.hold(run):
+        (run / "run-options.json").write_text("{}")  # what a live run has written
         for extra in (["-o", str(run)], ["--resume", str(run)]):
             r = subprocess.run([*RUN[:4], *extra], capture_output=True, text=True, timeout=120)
             assert r.returncode == 2, r.stderr

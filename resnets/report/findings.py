@@ -50,21 +50,27 @@ def findings(df: pd.DataFrame) -> list[Finding]:
     out = []
     # Seeds pair within one device and variant: a run of several precisions (or a CPU and
     # a CUDA run in one report) holds each model and seed once per variant.
-    keys = ["experiment", "dataset", "input_shape", "device", "variant"]
-    several = conv.groupby(keys[:3], sort=False)[keys[3:]].transform(
-        lambda col: col.astype(str).nunique() > 1).any(axis=1)
-    for (name, dataset, shape, device, variant), runs in conv.groupby(keys, sort=False,
-                                                                       dropna=False):
-        data = f"{dataset} {shape}" + (f", {device} {variant}"
-                                       if several[runs.index].any() else "")
-        for expect in _expectations(name):
-            judge = {"faster": _faster, "worse": _worse, "not_worse": _not_worse,
-                     "seed": _seed}[expect["check"]]
-            observed, evidence = judge(runs, expect)
-            if observed == "no" and dataset in SMALL_DATASETS:
-                evidence += (f". {dataset} ({len_train(runs)} training images at {shape}) may "
-                             f"be too easy for this: run --experiments {name}-augmented")
-            out.append(Finding(name, data, expect["claim"], observed, evidence))
+    for (name, dataset, shape), experiment in conv.groupby(
+            ["experiment", "dataset", "input_shape"], sort=False):
+        variants = experiment.groupby(["device", "variant"], sort=False, dropna=False)
+        for (device, variant), runs in variants:
+            data = f"{dataset} {shape}" + (f", {device} {variant}" if variants.ngroups > 1
+                                           else "")
+            out += _judged(name, dataset, shape, data, runs)
+    return out
+
+
+def _judged(name, dataset, shape, data, runs) -> list[Finding]:
+    """Each claim of experiment ``name``, judged on ``runs`` (one device and variant)."""
+    out = []
+    for expect in _expectations(name):
+        judge = {"faster": _faster, "worse": _worse, "not_worse": _not_worse,
+                 "seed": _seed}[expect["check"]]
+        observed, evidence = judge(runs, expect)
+        if observed == "no" and dataset in SMALL_DATASETS:
+            evidence += (f". {dataset} ({len_train(runs)} training images at {shape}) may "
+                         f"be too easy for this: run --experiments {name}-augmented")
+        out.append(Finding(name, data, expect["claim"], observed, evidence))
     return out
 
 
