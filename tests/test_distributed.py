@@ -165,6 +165,29 @@ def test_two_nodes_write_one_run(tmp_path):
     assert "torchrun exit 0" in out
 
 
+RANK_STEPS = """
+import sys, time, torch, torch.distributed as dist
+from resnets.measure.distributed import _timed_steps
+rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=2)
+step = lambda: time.sleep(0.001 if rank == 0 else 0.02)  # one rank 20x slower
+steps = _timed_steps(step, lambda: None, 0.3, 3, torch.device("cpu"))
+open(out, "w").write(str(len(steps)))
+dist.destroy_process_group()
+"""
+
+
+def test_every_rank_takes_the_same_number_of_timed_steps(tmp_path):
+    """On its own clock a fast rank would take many more steps than a slow one, and in a
+    real case its extra steps' collectives would wait for partners that never come."""
+    procs = [subprocess.Popen([sys.executable, "-c", RANK_STEPS, str(rank),
+                               str(tmp_path / "store"), str(tmp_path / f"r{rank}")])
+             for rank in (0, 1)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    counts = [int((tmp_path / f"r{rank}").read_text()) for rank in (0, 1)]
+    assert counts[0] == counts[1] >= 3
+
+
 def test_nodes_options_are_checked(tmp_path):
     """One line, exit 2, and no run folder left behind (it was, with a 'resume' hint)."""
     r = resnets("run", "--world-sizes", "2", "--nnodes", "2", *FAST, cwd=tmp_path)

@@ -231,14 +231,29 @@ def _comm_seconds(case: Case, grad_bytes: int, device) -> tuple[float, float, st
                       f"{'2(n-1)/n' if case.strategy == 'ddp' else '(n-1)/n per collective'}")
 
 
-def _timed_steps(step, sync, seconds: float, min_steps: int) -> list[float]:
+def _timed_steps(step, sync, seconds: float, min_steps: int, device=None) -> list[float]:
+    """Per-step seconds, for ``seconds`` and at least ``min_steps``. With ``device``, every
+    rank takes the same number of steps: rank 0's clock decides, broadcast after each
+    (untimed) step. On its own clock a rank could take one step more than another, and
+    that step's collectives would meet the other's next ones: a hang until the timeout
+    (seen once: gloo "Timed out waiting 300000ms for recv", DDP on a busy CPU)."""
+    import torch
+    import torch.distributed as dist
+
     out, end = [], time.perf_counter() + seconds
-    while len(out) < min_steps or time.perf_counter() < end:
+    go = torch.ones(1, dtype=torch.int32, device=device) if device is not None else None
+    while True:
         t0 = time.perf_counter()
         step()
         sync()
         out.append(time.perf_counter() - t0)
-    return out
+        more = len(out) < min_steps or time.perf_counter() < end
+        if go is not None:
+            go.fill_(int(more))
+            dist.broadcast(go, src=0)
+            more = bool(go.item())
+        if not more:
+            return out
 
 
 def run_rank(case: Case, settings) -> dict | None:
@@ -292,11 +307,12 @@ def run_rank(case: Case, settings) -> dict | None:
                 work.step()
             sync()
             dist.barrier()
-            steps = _timed_steps(work.step, sync, policy.budget_s, max(3, policy.min_rounds))
+            steps = _timed_steps(work.step, sync, policy.budget_s, max(3, policy.min_rounds),
+                                 device)
             nosync = []
             if case.strategy == "ddp" and case.mode == "train":
-                with work.runner.no_sync():
-                    nosync = _timed_steps(work.step, sync, policy.budget_s / 2, 3)
+                with work.runner.no_sync():  # forward still broadcasts BN buffers: agree
+                    nosync = _timed_steps(work.step, sync, policy.budget_s / 2, 3, device)
             comm = _comm_seconds(case, grad_bytes, device) if case.mode == "train" else None
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
