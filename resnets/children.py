@@ -15,14 +15,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 # What a shell reports for a process ended by a signal: 128 + the signal number.
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-# Looked up here, not in the child: between fork and exec only async-signal-safe work.
+# Looked up once, here: between fork and exec the child only makes the call (no import,
+# no lookup), the least a ``preexec_fn`` can do in a process with other threads.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
@@ -56,45 +57,50 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-class _Forwarded(Exception):
-    """Raised by the forwarding handler: a blocking wait resumes after a handler that
-    returns (PEP 475), so without it the grace period would never start."""
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
-def _forwarding(proc: subprocess.Popen, got: list):
+def _forwarding(child: list, got: list, grace_s: float):
+    """While the block runs, SIGINT and SIGTERM go on to the group of ``child[0]`` (once
+    it exists), and the first one starts a timer that SIGKILLs the group after
+    ``grace_s``. The handler never raises: a blocking wait simply resumes after it, and
+    an exception from a second signal could land anywhere, even in this cleanup."""
+    timer = None
+
     def forward(signum, frame):
+        nonlocal timer
         got.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signum)
-        raise _Forwarded()
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child[0].pid, signum)
+            if timer is None:
+                timer = threading.Timer(grace_s, _kill_group, (child[0].pid,))
+                timer.daemon = True
+                timer.start()
 
     old = {s: signal.signal(s, forward) for s in EXIT_CODES}
     try:
-        yield
+        yield forward
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        if timer is not None:
+            timer.cancel()
 
 
 def run(cmd: list[str], env: dict | None = None, grace_s: float = 30.0) -> tuple[int, int | None]:
     """(exit code, the signal we passed on or None). After the first signal the group
     gets ``grace_s`` seconds to end, then SIGKILL."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=dies_with_us())
+    child: list[subprocess.Popen] = []
     got: list[int] = []
-    deadline = None
-    with _forwarding(proc, got):
-        while True:
-            try:
-                code = proc.wait(timeout=None if deadline is None
-                                 else max(0.0, deadline - time.monotonic()))
-                break
-            except _Forwarded:
-                deadline = deadline or time.monotonic() + grace_s
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                deadline = time.monotonic() + grace_s  # killed: it goes at once
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything the child left behind
+    with _forwarding(child, got, grace_s) as forward:  # before the child: no gap
+        child.append(subprocess.Popen(cmd, env=env, start_new_session=True,
+                                      preexec_fn=dies_with_us()))
+        if got:  # a signal came while it started
+            forward(got.pop(0), None)
+        code = child[0].wait()
+    _kill_group(child[0].pid)  # anything the child left behind
     return code, (got[0] if got else None)

@@ -94,6 +94,11 @@ def _int(text: str) -> int:
         raise Invalid(f"not an integer: {text!r}") from None
 
 
+# Paired timing (``resnets gate``): adjacent block pairs below which a case has no
+# evidence either way (``compare.significance.paired_blocks``), so --blocks needs this many.
+MIN_BLOCK_PAIRS = 3
+
+
 def positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:

@@ -50,8 +50,9 @@ def publish(run_dir: Path, remote: str, branch: str = "benchmark-results",
                         "marked as partial")
     folder = name or run_dir.resolve().name
     if not NAME.fullmatch(folder):
-        raise UserError(f"--name {folder!r}: one folder name of letters, digits and _.+- "
-                        "(no path), not starting with a dot")
+        what = f"--name {folder!r}" if name else f"the run folder's name {folder!r}"
+        raise UserError(f"{what}: a name under runs/ is letters, digits and _.+- (no path), "
+                        "not starting with a dot" + ("" if name else "; pass --name"))
     target = f"runs/{folder}{'' if complete else PARTIAL_SUFFIX}"
     with tempfile.TemporaryDirectory(prefix="resnets-publish-") as tmp:
         work = Path(tmp) / "history"

@@ -206,7 +206,7 @@ def test_a_published_name_is_one_folder(tmp_path, name):
                         str(tiny_run(tmp_path / "night1")), "--remote", str(remote),
                         "--name", name], capture_output=True, text=True, timeout=120,
                        cwd=tmp_path)
-    assert r.returncode == 2 and "one folder name" in r.stderr, r.stderr
+    assert r.returncode == 2 and "a name under runs/ is letters" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.git", "night1"]
 
 

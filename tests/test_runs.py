@@ -89,6 +89,27 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
     assert out.split() == [str(-signal.SIGKILL), str(int(signal.SIGTERM))]
 
 
+def test_two_signals_at_once_still_end_in_the_exit_code_and_kill_the_group(tmp_path):
+    """Ctrl-C then SIGTERM back to back: an exception raised by the first handler let the
+    second one's escape from the clean-up as a traceback."""
+    trapped = tmp_path / "trapped"
+    child = f"trap '' TERM INT; touch {trapped}; sleep 120"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "from resnets import children\n"
+        f"code, sig = children.run(['bash', '-c', {child!r}], grace_s=1)\n"
+        "print(code, sig, flush=True)")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    deadline = time.time() + 60
+    while not trapped.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(parent.pid, signal.SIGINT)
+    os.kill(parent.pid, signal.SIGTERM)
+    out, err = parent.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    code, sig = out.split()
+    assert code == str(-signal.SIGKILL) and int(sig) in (signal.SIGINT, signal.SIGTERM)
+
+
 def _alive(pid: int) -> bool:
     """Running, not a zombie waiting for a reaper."""
     try:
@@ -184,6 +205,30 @@ def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(tm
     r = suite_in(tmp_path, "--bench-retry-crashed", crash=False)
     assert r.returncode == 0 and "1 measured" in r.stdout, r.stdout[-2000:]
     assert len(store.finished_case_ids(tmp_path / "run")) == 2
+
+
+INTERRUPT_EXTRAS = ("from resnets.suite.plugin import *  # noqa\n"
+                    "import os, signal\n"
+                    "import resnets.measure.maxbatch as maxbatch\n"
+                    "def max_batch_size(case):\n"
+                    "    os.kill(os.getpid(), signal.SIGTERM)\n"
+                    "    raise AssertionError('SIGTERM did not interrupt')\n"
+                    "maxbatch.max_batch_size = max_batch_size\n")
+
+
+def test_a_signal_during_a_cases_extras_does_not_leave_it_crashed(tmp_path):
+    """The measurement is done, the max-batch search (minutes on a GPU) is interrupted:
+    the case is not recorded, and on resume it is measured again, not "crashed"."""
+    (tmp_path / "conftest.py").write_text(INTERRUPT_EXTRAS)
+    (tmp_path / "test_s.py").write_text("from resnets.suite.speed import test_speed  # noqa\n")
+    cmd = [sys.executable, "-m", "pytest", "test_s.py", "-p", "no:cacheprovider", "-c",
+           os.devnull, "--rootdir", str(tmp_path), "--benchmark-only", "-q", *FAST,
+           "--bench-modes", "infer", "--bench-models", "lenet", "--bench-out", "run",
+           "--bench-max-batch"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode != 0 and "did not interrupt" not in r.stdout, r.stdout[-2000:]
+    assert not list((tmp_path / "run" / store.ATTEMPTS_DIR).glob("*.json"))
+    assert not store.case_ids(tmp_path / "run", {Status.CRASHED})
 
 
 def test_isolated_cases_reuse_the_runs_peak_probe(tmp_path):

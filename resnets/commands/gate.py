@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import options
-from ..compare.significance import MIN_PAIRS as MIN_BLOCKS
+from ..options import MIN_BLOCK_PAIRS as MIN_BLOCKS
 
 
 def _repeats(text: str):

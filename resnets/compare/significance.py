@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from ..options import MIN_BLOCK_PAIRS
 from ..stats import Measurement
 
 # sd of a sample median / sd of the mean, for normal data: sqrt(pi / 2).
@@ -39,9 +40,6 @@ def split_blocks(samples, sizes) -> list[np.ndarray]:
     return [x[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-MIN_PAIRS = 3  # block pairs below which a paired case has no evidence either way
-
-
 def paired_blocks(base, base_sizes, head, head_sizes) -> tuple[float, float, int]:
     """(d, se, n): the median over n adjacent block pairs of log(head / base block
     median), and its standard error (robust spread of the pairs / sqrt(n), times the
@@ -52,7 +50,7 @@ def paired_blocks(base, base_sizes, head, head_sizes) -> tuple[float, float, int
     n = min(len(b), len(h))
     r = np.log(np.asarray(h[:n]) / np.asarray(b[:n]))
     d = float(np.median(r))
-    if n < MIN_PAIRS:
+    if n < MIN_BLOCK_PAIRS:
         return d, abs(d) + 1.0, n  # too few pairs to know anything: no evidence
     spread = MAD_TO_SD * float(np.median(np.abs(r - d)))
     return d, MEDIAN_EFFICIENCY * spread / math.sqrt(n), n

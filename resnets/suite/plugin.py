@@ -190,7 +190,16 @@ class BenchSession:
             self.skip(benchmark, SpeedResult(case=case, status=Status.SKIPPED, error=record))
         if outcome == "failed":
             self.fail(benchmark, SpeedResult(case=case, status=Status.FAILED, error=record))
-        # Extras never cost the measurement: their own failure is recorded beside it.
+        try:
+            self._extras(case, record)
+        except KeyboardInterrupt:  # and SIGTERM: a max-batch search can take minutes; the
+            store.clear_attempt(self.run_dir, record.name)  # case is interrupted, not crashed
+            raise
+        self.counts["ok"] += 1
+        self.record(benchmark, record)
+
+    def _extras(self, case, record) -> None:
+        """Extras never cost the measurement: their own failure is recorded beside it."""
         if self.opts["max_batch"]:
             from ..measure.maxbatch import max_batch_size
 
@@ -207,8 +216,6 @@ class BenchSession:
                 record.profile_error = profiled
             else:
                 record.profile = profiled
-        self.counts["ok"] += 1
-        self.record(benchmark, record)
 
     def _sweep(self, benchmark, case) -> tuple[str, SpeedResult | str]:
         """``--batch-sizes auto``: measure the case's batch sweep (``measure.sweep``),
