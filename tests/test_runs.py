@@ -72,28 +72,11 @@ def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path,
     assert len(store.finished_case_ids(run)) == 8  # 2 modes x 2 formats x 2 precisions
 
 
-def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
-    """The signal used to arrive while the parent sat in a blocking wait, which resumed
-    after the handler: the grace period never started and the child ran on."""
+def _parent_of_a_child_ignoring(tmp_path, signals: str) -> subprocess.Popen:
+    """A process running ``children.run`` (1 s grace) on a bash that ignores ``signals``,
+    returned once bash has set its trap; it prints the exit code and the signal."""
     trapped = tmp_path / "trapped"
-    child = f"trap '' TERM; touch {trapped}; sleep 120"
-    parent = subprocess.Popen([sys.executable, "-c", (
-        "from resnets import children\n"
-        f"code, sig = children.run(['bash', '-c', {child!r}], grace_s=1)\n"
-        "print(code, sig, flush=True)")], stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not trapped.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    parent.send_signal(signal.SIGTERM)
-    out, _ = parent.communicate(timeout=60)  # far below the child's 120 s
-    assert out.split() == [str(-signal.SIGKILL), str(int(signal.SIGTERM))]
-
-
-def test_two_signals_at_once_still_end_in_the_exit_code_and_kill_the_group(tmp_path):
-    """Ctrl-C then SIGTERM back to back: an exception raised by the first handler let the
-    second one's escape from the clean-up as a traceback."""
-    trapped = tmp_path / "trapped"
-    child = f"trap '' TERM INT; touch {trapped}; sleep 120"
+    child = f"trap '' {signals}; touch {trapped}; sleep 120"
     parent = subprocess.Popen([sys.executable, "-c", (
         "from resnets import children\n"
         f"code, sig = children.run(['bash', '-c', {child!r}], grace_s=1)\n"
@@ -102,6 +85,22 @@ def test_two_signals_at_once_still_end_in_the_exit_code_and_kill_the_group(tmp_p
     deadline = time.time() + 60
     while not trapped.exists() and time.time() < deadline:
         time.sleep(0.1)
+    return parent
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
+    """The signal used to arrive while the parent sat in a blocking wait, which resumed
+    after the handler: the grace period never started and the child ran on."""
+    parent = _parent_of_a_child_ignoring(tmp_path, "TERM")
+    parent.send_signal(signal.SIGTERM)
+    out, _ = parent.communicate(timeout=60)  # far below the child's 120 s
+    assert out.split() == [str(-signal.SIGKILL), str(int(signal.SIGTERM))]
+
+
+def test_two_signals_at_once_still_end_in_the_exit_code_and_kill_the_group(tmp_path):
+    """Ctrl-C then SIGTERM back to back: an exception raised by the first handler let the
+    second one's escape from the clean-up as a traceback."""
+    parent = _parent_of_a_child_ignoring(tmp_path, "TERM INT")
     os.kill(parent.pid, signal.SIGINT)
     os.kill(parent.pid, signal.SIGTERM)
     out, err = parent.communicate(timeout=60)
