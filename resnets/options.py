@@ -6,7 +6,8 @@
 ``pytest bench --bench-models X`` and ``resnets run --models X`` are one declaration: the
 same parser, check, default and help. Values are checked where they are parsed (each
 option's ``type``), so a bad one is a one-line usage error before anything is imported or
-measured; the check functions below are the only place a kind of value is validated.
+measured; the parsers in ``resnets.checks`` are the only place a kind of value is
+validated, and the case matrix's options come from the dimensions of ``resnets.case``.
 
 Names: a dimension of the case matrix is plural where a command takes a list
 (``--memory-formats`` in ``run``, ``--bench-memory-formats`` in pytest) and singular
@@ -16,177 +17,36 @@ spellings stay accepted for one release and print a one-line deprecation notice.
 from __future__ import annotations
 
 import argparse
-import math
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .case import CHOICES
-from .data import NAMES as DATASETS
-from .presets import EXPERIMENTS, PRESETS
-
-# --- checks: each parses one command-line string or raises ArgumentTypeError ------------
-
-Invalid = argparse.ArgumentTypeError
-
-
-def items(text: str) -> tuple[str, ...]:
-    """``"a, b,a"`` -> ``("a", "b")``: comma-separated, stripped, de-duplicated."""
-    out = tuple(dict.fromkeys(v.strip() for v in str(text).split(",") if v.strip()))
-    if not out:
-        raise Invalid("needs at least one value")
-    return out
-
-
-def one_of(allowed: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise Invalid(f"invalid value {text!r} (valid: {', '.join(allowed)})")
-        return text
-
-    return parse
-
-
-def some_of(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
-    check = one_of(allowed)
-
-    def parse(text: str) -> tuple[str, ...]:
-        return tuple(check(v) for v in items(text))
-
-    return parse
-
-
-def _model_names() -> list[str]:
-    from . import models  # imports torch: only when a model name is given
-
-    return models.names()
-
-
-def model_name(text: str) -> str:
-    from .models.registry import unknown_model_message
-
-    known = _model_names()
-    if text not in known:
-        raise Invalid(unknown_model_message(text, known))
-    return text
-
-
-def model_names(text: str) -> tuple[str, ...]:
-    return tuple(model_name(v) for v in items(text))
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise Invalid(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise Invalid(f"must be a finite number, not {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise Invalid(f"not an integer: {text!r}") from None
-
-
-# Paired timing (``resnets gate``): adjacent block pairs below which a case has no
-# evidence either way (``compare.significance.paired_blocks``), so --blocks needs this many.
-MIN_BLOCK_PAIRS = 3
-
-
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise Invalid(f"must be >= 1, not {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise Invalid(f"must be >= 0, not {value}")
-    return value
-
-
-def positive_ints(text: str) -> tuple[int, ...]:
-    return tuple(positive_int(v) for v in items(text))
-
-
-def non_negative_ints(text: str) -> tuple[int, ...]:
-    return tuple(non_negative_int(v) for v in items(text))
-
-
-def positive_float(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise Invalid(f"must be > 0, not {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A probability-like number in (0, 1)."""
-    value = _finite(text)
-    if not 0 < value < 1:
-        raise Invalid(f"must be between 0 and 1, not {text}")
-    return value
-
-
-def accuracy(text: str) -> float:
-    """A target accuracy in (0, 1]."""
-    value = _finite(text)
-    if not 0 < value <= 1:
-        raise Invalid(f"must be in (0, 1], not {text}")
-    return value
-
-
-def share(text: str) -> float:
-    """A relative size, ``5%`` or ``0.05``. A bare number >= 1 is refused: ``5`` would
-    mean 500% and silently switch a gate off."""
-    text = str(text).strip()
-    if text.endswith("%"):
-        value = _finite(text[:-1]) / 100
-    else:
-        value = _finite(text)
-        if value >= 1:
-            raise Invalid(f"{text} would mean {value:.0%}; write {text}% or {value / 100:g}")
-    if value <= 0:
-        raise Invalid(f"must be > 0, not {text}")
-    return value
-
-
-def non_negative_share(text: str) -> float:
-    """Like ``share`` but 0 is allowed (``--noise 0``)."""
-    return 0.0 if str(text).strip() in ("0", "0%", "0.0") else share(text)
-
-
-def batch_sizes(text: str):
-    """Batch sizes, or ``auto``: a geometric sweep up to the largest batch that fits."""
-    return "auto" if str(text).strip() == "auto" else positive_ints(text)
-
-
-def shape(text: str) -> tuple[int, int, int]:
-    """``3x224x224`` or ``3,224,224``."""
-    parts = re.split(r"[x,]", str(text).lower())
-    if len(parts) != 3:
-        raise Invalid(f"expected C,H,W such as 3x224x224, not {text!r}")
-    return tuple(positive_int(p) for p in parts)  # type: ignore[return-value]
-
-
-def shard(text: str) -> tuple[int, int]:
-    """``K/N``: the K-th of N shards, 1-based."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if not match:
-        raise Invalid(f"expected K/N such as 1/4, not {text!r}")
-    k, n = int(match[1]), int(match[2])
-    if not 1 <= k <= n:
-        raise Invalid(f"K must be between 1 and N, not {text!r}")
-    return k, n
-
+from .case import DIMENSIONS, MAX_BATCH, MAX_SIDE
+from .checks import (  # noqa: F401  (the checks, for every option's type)
+    Invalid,
+    accuracy,
+    bounded,
+    endpoint,
+    fraction,
+    integer,
+    items,
+    model_name,
+    model_names,
+    non_negative_int,
+    non_negative_ints,
+    non_negative_share,
+    one_of,
+    positive_float,
+    positive_int,
+    positive_ints,
+    shape,
+    shard,
+    share,
+    some_of,
+)
+from .errors import UserError
+from .presets import DATASETS, EXPERIMENTS, PRESETS
 
 # --- declarations ------------------------------------------------------------------------
 
@@ -267,51 +127,52 @@ def add_options(add: Callable, prefix: str, options) -> None:
             add(prefix + old, **old_kw)
 
 
+def restore(options, stored: dict) -> dict[str, Any]:
+    """Options saved as JSON (a run's ``run-options.json``), parsed again by each option's
+    own check, so a damaged or hostile file is a ``UserError`` naming the option."""
+    out = {}
+    for o in options:
+        if o.name not in stored:
+            continue
+        value = stored[o.name]
+        if o.flag or o.negatable:
+            if not isinstance(value, bool):
+                raise UserError(f"{o.name}: expected true or false")
+            out[o.name] = value
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        if not isinstance(value, (str, int, float, tuple)) or isinstance(value, bool) or any(
+                not isinstance(v, (str, int)) or isinstance(v, bool)
+                for v in (value if isinstance(value, tuple) else ())):
+            raise UserError(f"{o.name}: not a value this option takes")
+        words = o.argv("--", value)
+        try:
+            out[o.name] = o.type(words[1]) if o.type else words[1]
+        except Invalid as exc:
+            raise UserError(f"{o.name}: {exc}") from None
+    return out
+
+
 def values(namespace, prefix: str, options) -> dict[str, Any]:
     """``{option name: value}`` of ``options`` from a parsed namespace (or pytest config:
     pass ``config.option``)."""
     return {o.name: getattr(namespace, o.dest(prefix)) for o in options}
 
 
-# The case matrix. Lists in `run` and pytest, one value in `profile` and `train`.
-DIMENSIONS = {
-    "mode": CHOICES["mode"], "device": CHOICES["device"],
-    "memory_format": CHOICES["memory_format"], "precision": CHOICES["precision"],
-    "compile": CHOICES["compile"],
-}
-_PLURAL = {"mode": "modes", "device": "devices", "memory_format": "memory_formats",
-           "precision": "precisions", "compile": "compile"}
-
+# The case matrix, one list option per dimension of ``Case`` (``case.DIMENSIONS``): lists in
+# `run` and pytest, one value in `profile` and `train`.
 MATRIX = [
     Option("preset", "case matrix preset: quick (CPU, about 5 minutes), full (GPU runners, "
            "nightly), gate (GPU, pull requests) or launch (GPU: small models in every "
            "compile mode and CUDA graphs) (default quick)", one_of(tuple(PRESETS)),
            "quick"),
-    Option("models", "comma-separated models (default: the preset's)", model_names,
-           metavar="A,B"),
-    *(Option(_PLURAL[d], f"comma-separated: {','.join(c)} (default: the preset's)",
-             some_of(c), metavar="A,B", old=("formats",) if d == "memory_format" else ())
-      for d, c in DIMENSIONS.items()),
-    Option("batch_sizes", "comma-separated batch sizes (per device), or auto: doubling up to "
-           "the largest batch that fits, and the knee (default: per model in the preset)",
-           batch_sizes, metavar="N,M|auto"),
-    Option("image_sizes", "comma-separated square input sizes in pixels, e.g. 224,128 "
-           "(default: per model in the preset)", positive_ints, metavar="N,M",
-           aliases=("image-size",)),
-    Option("input", "comma-separated: synthetic (tensors on the device) and/or real (image "
-           "files through a DataLoader) (default synthetic)", some_of(CHOICES["input"]),
-           metavar="A,B"),
-    Option("loader_workers", "comma-separated DataLoader worker counts for real inputs "
-           "(default 0: load in the training process)", non_negative_ints, metavar="N,M"),
-    Option("world_sizes", "comma-separated world sizes of data-parallel cases, one process per "
-           "device, under torchrun (default: single-process)", positive_ints, metavar="N,M"),
-    Option("strategies", "comma-separated data-parallel strategies: ddp,fsdp (default ddp "
-           "when --world-sizes is given)", some_of(("ddp", "fsdp")), metavar="A,B"),
+    *(Option(d.option, d.list_help(), d.list_parser(),
+             **{"metavar": "A,B", **d.option_extra})
+      for d in DIMENSIONS.values() if d.option),
     Option("global_batch", "strong scaling: this global batch split over the world size "
            "(default: the per-device batch stays fixed, weak scaling)", positive_int,
            metavar="N"),
-    Option("bucket_mbs", "comma-separated DDP gradient bucket sizes in MiB (bucket_cap_mb) "
-           "to compare (default: PyTorch's 25)", positive_ints, metavar="N,M"),
 ]
 TIMING = [
     Option("time_budget", "seconds of timed rounds per case (default: the preset's, 2 "
@@ -329,14 +190,6 @@ EXTRAS = [
     Option("profile_ops", "attach operator and layer profiles (separate, untimed steps)",
            flag=True),
 ]
-def endpoint(text: str) -> str:
-    """HOST:PORT of a torchrun rendezvous."""
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise Invalid(f"expected HOST:PORT such as node001:29500, not {text!r}")
-    return str(text)
-
-
 # Data-parallel cases on several machines (README, "Beyond one GPU").
 NODES = [
     Option("nnodes", "machines a data-parallel case spans; every other node runs `resnets "
@@ -370,6 +223,9 @@ OUT = Option("out", "run folder for per-case results (default reports/<run-id>)"
 RETRY_CRASHED = Option("retry_crashed", "measure again the cases whose process died while "
                        "they ran (recorded as crashed; by default they are not retried)",
                        flag=True)
+# `resnets run` plans once and hands the plan to the pytest child it starts.
+PLAN_FILE = Option("plan", "internal: the run's plan, written by resnets run", metavar="FILE",
+                   kwargs={"help": argparse.SUPPRESS})
 # What the pytest plugin declares (as --bench-*) and `resnets run` hands on to it.
 SUITE = [*MATRIX, *TIMING, *EXTRAS, *NODES, *CONVERGENCE, *PLAN, OUT]
 
@@ -377,11 +233,12 @@ SUITE = [*MATRIX, *TIMING, *EXTRAS, *NODES, *CONVERGENCE, *PLAN, OUT]
 def case_options(batch_default: int | None, batch_help: str) -> list[Option]:
     """One case, for ``profile`` and ``train``: the singular of each dimension."""
     return [
-        *(Option(d, f"{', '.join(c)} (default: {c[0]})", one_of(c), c[0],
-                 metavar=d.split("_")[-1].upper()) for d, c in DIMENSIONS.items()),
-        Option("batch_size", batch_help, positive_int, batch_default, metavar="N"),
+        *(Option(name, f"{', '.join(d.choices)} (default: {d.default})", one_of(d.choices),
+                 d.default, metavar=name.split("_")[-1].upper())
+          for name, d in DIMENSIONS.items() if d.one),
+        Option("batch_size", batch_help, bounded(1, MAX_BATCH), batch_default, metavar="N"),
         Option("input_shape", "C,H,W of the input (default: the model's own, see "
-               "`resnets models`)", shape, metavar="C,H,W"),
+               "`resnets models`)", lambda t: shape(t, MAX_SIDE), metavar="C,H,W"),
         Option("threads", "CPU threads (default: all cores)", positive_int, metavar="N"),
     ]
 

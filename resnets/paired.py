@@ -41,7 +41,8 @@ from . import children
 from .case import Case
 from .errors import UserError
 from .measure.load import Snapshot, other_cores
-from .schema import Env, SpeedResult, Status, from_dict
+from .outcome import Outcome
+from .schema import Env, SchemaError
 
 DEFAULT_BLOCKS = 10        # per side and case
 SIDES = ("base", "head")
@@ -156,23 +157,21 @@ def block_plan(settings, blocks: int = DEFAULT_BLOCKS) -> tuple[int, float]:
 
 
 def measure_pair(case: Case, settings, sides, pair: str, blocks: int = DEFAULT_BLOCKS,
-                 first: int = 0) -> dict[str, tuple]:
-    """Both sides' results of ``case``: ``{side name: ("ok", record) | ("skipped" |
-    "failed", reason)}``. ``sides`` are two objects with ``name`` and ``ask(command)``
-    (``Local`` or ``Side``); ``first`` is the side that times the first block."""
+                 first: int = 0) -> dict[str, Outcome]:
+    """Both sides' outcomes for ``case``, by side name. ``sides`` are two objects with
+    ``name`` and ``ask(command)`` (``Local`` or ``Side``); ``first`` is the side that
+    times the first block."""
     start = {"op": "start", "case": case.key(), "settings": settings.to_dict()}
     replies = {s.name: s.ask(start) for s in sides}
-    out: dict[str, tuple] = {}
-    for s in sides:
-        r = replies[s.name]
-        if r.get("outcome") != "ready":
-            out[s.name] = (r.get("outcome", "failed"), r.get("reason", "no reason"))
+    out: dict[str, Outcome] = {s.name: _outcome(replies[s.name]) for s in sides
+                               if replies[s.name].get("outcome") != "ready"}
     if out:  # a side that cannot run the case: the other has nothing to pair with
         for s in sides:
             if s.name not in out:
                 s.ask({"op": "drop"})
                 other = next(x.name for x in sides if x is not s)
-                out[s.name] = ("skipped", f"the {other} side could not run it: {out[other][1]}")
+                out[s.name] = Outcome.skipped(f"the {other} side could not run it: "
+                                              f"{out[other].reason}")
         return out
     n, block_s = block_plan(settings, blocks)
     order = [sides[first], sides[1 - first]]
@@ -183,7 +182,8 @@ def measure_pair(case: Case, settings, sides, pair: str, blocks: int = DEFAULT_B
             if "samples" not in r:
                 for x in sides:
                     x.ask({"op": "drop"})
-                return {x.name: ("failed", f"{s.name} side: {r.get('reason')}") for x in sides}
+                why = f"{s.name} side: {_outcome(r).reason}"
+                return {x.name: Outcome.failed(why) for x in sides}
             own_cpu += r["cpu_s"]
     others, steal = other_cores(snap0, Snapshot.now(), own_cpu)
     where = ("in one process" if all(isinstance(s, Local) for s in sides)
@@ -192,21 +192,25 @@ def measure_pair(case: Case, settings, sides, pair: str, blocks: int = DEFAULT_B
                          f"{block_s:.3g} s each in ABBA order, '{order[0].name}' first",
               "other_cores": others, "steal_cores": steal}
     for s in sides:
-        r = s.ask({"op": "finish", "timing": timing})
-        if r.get("outcome") != "ok":
-            out[s.name] = ("failed", r.get("reason", "no reason"))
-            continue
-        record = from_dict(r["record"], r["samples"])
-        record.pair = pair
-        out[s.name] = ("ok", record)
+        outcome = _outcome(s.ask({"op": "finish", "timing": timing}))
+        if outcome.is_ok:
+            outcome.record.pair = pair
+        out[s.name] = outcome
     return out
+
+
+def _outcome(reply: dict) -> Outcome:
+    """A worker's reply as an outcome; one that is not is a failure saying so."""
+    try:
+        return Outcome.from_dict(reply)
+    except SchemaError as exc:
+        return Outcome.failed(f"the worker answered something else: {exc}")
 
 
 def serve(lines, write) -> None:
     """The pair worker: ``{"op": "sides", "sources": {side: folder or null}}`` first (it
     answers where each side's ``resnets`` came from), then ``{"op": "case", "case",
-    "settings", "pair", "blocks", "first"}`` per case (it answers ``{side: {"outcome",
-    "record", "samples"} | {"outcome", "reason"}}``)."""
+    "settings", "pair", "blocks", "first"}`` per case (it answers ``{side: outcome}``)."""
     from .measure.runner import Settings
 
     sides = None
@@ -220,10 +224,7 @@ def serve(lines, write) -> None:
             results = measure_pair(Case.from_key(cmd["case"]),
                                    Settings.from_dict(cmd["settings"]), sides, cmd["pair"],
                                    cmd["blocks"], cmd["first"])
-            out = {name: ({"outcome": "ok", "record": value.to_dict(),
-                           "samples": value.samples} if status == "ok"
-                          else {"outcome": status, "reason": value})
-                   for name, (status, value) in results.items()}
+            out = {name: outcome.to_dict() for name, outcome in results.items()}
         write(json.dumps(out, allow_nan=False) + "\n")
 
 
@@ -273,16 +274,11 @@ class Pairer:
         reply = self.workers[0].ask({"op": "case", "case": case.key(),
                                      "settings": settings.to_dict(), "pair": pair,
                                      "blocks": blocks, "first": first})
-        return {name: ("ok", from_dict(r["record"], r["samples"])) if r["outcome"] == "ok"
-                else (r["outcome"], r["reason"]) for name, r in reply.items()}
+        return {name: _outcome(r) for name, r in reply.items()}
 
     def close(self) -> None:
         for w in self.workers:
             w.close()
-
-
-def failed_record(case: Case, reason: str) -> SpeedResult:
-    return SpeedResult(case=case, status=Status.FAILED, error=reason, env=Env())
 
 
 def run_pairs(cases: list[Case], settings, pairer: Pairer, pair: str,
@@ -296,16 +292,17 @@ def run_pairs(cases: list[Case], settings, pairer: Pairer, pair: str,
         try:
             results = pairer.measure(case, settings, pair, blocks, first=i % 2)
         except SideDied as exc:
-            results = {name: ("failed", str(exc)) for name in SIDES}
+            results = {name: Outcome.failed(str(exc)) for name in SIDES}
             pairer.close()
-        outcome = ("ok" if all(r[0] == "ok" for r in results.values()) else
-                   "skipped" if all(r[0] == "skipped" for r in results.values()) else "failed")
+        statuses = {o.status for o in results.values()}
+        outcome = statuses.pop() if len(statuses) == 1 and "crashed" not in statuses else "failed"
         counts[outcome] += 1
-        for name, (status, value) in results.items():
-            if status == "ok":
-                write(name, value)
-            elif status == "failed":
-                write(name, failed_record(case, value))
+        for name, o in results.items():
+            if o.status != "skipped":
+                record = o.result(case)
+                if not o.is_ok:
+                    record.env = Env()
+                write(name, record)
         if progress:
             progress(f"{case.id}: {outcome}")
     return counts

@@ -19,9 +19,11 @@ computes it.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from . import presets
 from .case import Case
@@ -139,7 +141,45 @@ def shard(names_and_costs: list[tuple[str, float]], k: int, n: int) -> set[str]:
     return {name for name, i in owner.items() if i == k}
 
 
-def select(opts: dict, default_input=None) -> tuple[list[Case], list[Trial]]:
+@dataclass(frozen=True)
+class Plan:
+    """What a run measures, decided once, before anything is measured: this shard's speed
+    cases (each carrying how it runs, its batch sweep included) and convergence trials,
+    and the names of everything the whole selection holds (every shard's), so a report
+    can name what never got a result. ``resnets run`` writes it into the run folder
+    (``PLAN_FILE``) and the pytest child it starts reads it instead of planning again."""
+
+    cases: tuple[Case, ...]
+    trials: tuple[Trial, ...]
+    selected: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "cases": [c.key() for c in self.cases],
+            "trials": [{**t._asdict(), "case": t.case.key(), "protocol": list(t.protocol)}
+                       for t in self.trials],
+            "selected": list(self.selected)}, indent=1)
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        """The plan in ``path``; ``UserError`` naming the file if it is not one."""
+        from .files import read_json
+
+        try:
+            d = read_json(Path(path))
+            return cls(tuple(Case.from_key(k) for k in d["cases"]),
+                       tuple(Trial(**{**t, "case": Case.from_key(t["case"]),
+                                      "protocol": tuple(map(tuple, t["protocol"]))})
+                             for t in d["trials"]),
+                       tuple(str(n) for n in d["selected"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{path}: not a run plan ({str(exc)[:100]})") from None
+
+
+PLAN_FILE = "plan.json"
+
+
+def select(opts: dict, default_input=None) -> Plan:
     """The speed cases and convergence trials that the suite options ``opts`` select
     (this shard's only, with ``shard``). Raises ``UserError`` for a bad selection."""
     selection = presets.Selection.from_options(opts)
@@ -152,12 +192,13 @@ def select(opts: dict, default_input=None) -> tuple[list[Case], list[Trial]]:
             raise UserError(f"world size {case.world_size} does not split over {nodes} nodes")
     trials = (presets.trials(opts["preset"], opts["experiments"], selection, opts["dataset"])
               if opts["convergence"] else [])
+    selected = tuple(item.id for item in [*cases, *trials])
     if opts.get("shard"):
         mine = shard([(e.name, e.seconds) for e in run_estimates(opts, cases, trials)],
                      *opts["shard"])
         cases = [c for c in cases if c.id in mine]
         trials = [t for t in trials if t.id in mine]
-    return cases, trials
+    return Plan(tuple(cases), tuple(trials), selected)
 
 
 def run_estimates(opts: dict, cases, trials) -> list[Estimate]:

@@ -6,11 +6,11 @@ experiment is an entry of ``EXPERIMENTS``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import product
 from typing import NamedTuple
 
-from .case import CHOICES, Case
+from .case import CHOICES, DIMENSIONS, VARIANTS, Case
 from .errors import UserError
 from .schema import trial_id
 
@@ -80,103 +80,119 @@ PRESETS = {
         "budget_s": 2.0,  # per side: paired timing gives each side 10 blocks of 0.2 s
     },
 }
-VARIANT_DIMENSIONS = ("memory_formats", "precisions", "compile")
 
 
-@dataclass(frozen=True)
 class Selection:
-    """A preset narrowed (or widened) by the user's filters; ``None`` = preset's choice.
-    Values arrive parsed and checked (``resnets.options``)."""
+    """A preset narrowed (or widened) by the user's filters: one per dimension's list
+    option (``case.DIMENSIONS``), by option name (``models``, ``memory_formats``, ...);
+    a filter not given is the preset's choice. Values arrive parsed and checked
+    (``resnets.options``); ``batch_sizes`` may be "auto" (a sweep: ``measure.sweep``)."""
 
-    preset: str = "quick"
-    models: tuple[str, ...] | None = None
-    modes: tuple[str, ...] | None = None
-    devices: tuple[str, ...] | None = None
-    memory_formats: tuple[str, ...] | None = None
-    precisions: tuple[str, ...] | None = None
-    compile: tuple[str, ...] | None = None
-    batch_sizes: tuple[int, ...] | str | None = None   # or "auto" (a sweep: measure.sweep)
-    image_sizes: tuple[int, ...] | None = None
-    input: tuple[str, ...] | None = None
-    loader_workers: tuple[int, ...] | None = None
-    world_sizes: tuple[int, ...] | None = None
-    strategies: tuple[str, ...] | None = None
-    global_batch: int | None = None
-    bucket_mbs: tuple[int, ...] | None = None
-
-    def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise UserError(f"unknown preset {self.preset!r} (presets: {', '.join(PRESETS)})")
+    def __init__(self, preset: str = "quick", global_batch: int | None = None, **filters):
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")
+        unknown = set(filters) - FILTERS
+        if unknown:
+            raise TypeError(f"not a filter: {', '.join(sorted(unknown))}")
+        self.preset, self.global_batch = preset, global_batch
+        self.filters = {k: v for k, v in filters.items() if v is not None}
 
     @classmethod
     def from_options(cls, opts: dict) -> Selection:
         """From ``resnets.options.values`` (extra keys ignored)."""
-        return cls(**{k: opts.get(k) for k in cls.__dataclass_fields__ if k in opts})
+        return cls(opts.get("preset") or "quick", opts.get("global_batch"),
+                   **{k: opts[k] for k in FILTERS if opts.get(k) is not None})
+
+    def get(self, option: str):
+        return self.filters.get(option)
 
     def cases(self, default_input=None) -> list[Case]:
         """Every case of the selection, model-major so a model's variants run together.
 
         A model outside the preset runs at ``default_input(model)`` -> (shape, batch)."""
         p = PRESETS[self.preset]
+        sizes = self.get("image_sizes")
         out = []
-        for model in self.models or tuple(p["models"]):
+        for model in self.get("models") or tuple(p["models"]):
             if model in p["models"]:
                 shape, batch = p["models"][model]
             elif default_input is not None:
                 shape, batch = default_input(model)
             else:
                 raise UserError(f"model {model!r} is not in the {self.preset} preset")
-            shapes = [(shape[0], s, s) for s in self.image_sizes] if self.image_sizes else [shape]
-            out += self._product(model, self.modes or p["modes"], shapes, batch)
-        if not self.image_sizes:  # explicit sizes replace the preset's, extras included
+            shapes = [(shape[0], s, s) for s in sizes] if sizes else [shape]
+            out += self._product(model, self.get("modes") or p["modes"], shapes, batch)
+        if not sizes:  # explicit sizes replace the preset's, extras included
             for model, modes, shape, batch in p.get("extra", ()):
-                if not self.models or model in self.models:
-                    modes = [m for m in modes if not self.modes or m in self.modes]
+                if not self.get("models") or model in self.get("models"):
+                    modes = [m for m in modes if not self.get("modes") or m in self.get("modes")]
                     out += self._product(model, modes, [shape], batch)
         return list(dict.fromkeys(out))
 
     def _product(self, model: str, modes, shapes, batch: int) -> list[Case]:
-        batches = (batch,) if self.batch_sizes in (None, "auto") else self.batch_sizes
-        feeds = [(inp, w) for inp in self.input or ("synthetic",)
-                 for w in ((self.loader_workers or (0,)) if inp == "real" else (0,))]
-        return [Case(model, mode, dev, fmt, prec, comp, input_shape=sh, input=inp, workers=w,
-                     **{"batch_size": bs, **parallel})
-                for mode, dev, (fmt, prec, comp), bs, sh, (inp, w) in product(
-                    modes, self.devices or PRESETS[self.preset]["devices"],
-                    self._variants(model), batches, shapes, feeds)
-                for parallel in self._parallel(bs)]
+        """Every case of one model: the product of each dimension's values, in the order
+        the dimensions are declared; a dimension that does not apply to a row (loader
+        workers without real inputs) keeps its default there."""
+        asked = self.get("batch_sizes")
+        fixed = {"model": (model,), "mode": tuple(modes), "input_shape": tuple(shapes),
+                 "batch_size": (batch,) if asked in (None, "auto") else asked,
+                 "sweep": (asked == "auto",)}
+        rows: list[dict] = [{}]
+        for d in DIMENSIONS.values():
+            if d.role == "variant":
+                if d is VARIANTS[0]:  # the variant dimensions together: a preset lists them
+                    rows = [{**r, **v} for r in rows for v in self._variants(model)]
+                continue
+            rows = [{**r, d.name: v} for r in rows for v in
+                    (fixed[d.name] if d.name in fixed else self._values(d, r))]
+        return [Case(**self._split(r)) for r in rows]
 
-    def _parallel(self, batch: int) -> list[dict]:
-        """World size, strategy, per-device batch and bucket of each data-parallel form of
-        a case (one single-process form when none is asked for)."""
-        if not self.world_sizes and not self.strategies:
-            return [{}]
-        out = []
-        for ws, strategy in product(self.world_sizes or (1,), self.strategies or ("ddp",)):
-            per_device = batch
-            if self.global_batch:
-                if self.global_batch % ws:
-                    raise UserError(f"--global-batch {self.global_batch} does not split over "
-                                    f"a world size of {ws}")
-                per_device = self.global_batch // ws
-            buckets = self.bucket_mbs if strategy == "ddp" and self.bucket_mbs else (None,)
-            out += [{"world_size": ws, "strategy": strategy, "bucket_mb": b,
-                     "batch_size": per_device} for b in buckets]
-        return out
+    def _values(self, d, row: dict) -> tuple:
+        if d.applies is not None and not d.applies(row):
+            return (d.default,)
+        given = self.get(d.option) if d.option else None
+        if given is not None:
+            return tuple(given)
+        if d.name == "strategy":  # data parallelism asked for: DDP unless named
+            return ("ddp",) if self.get("world_sizes") else ("none",)
+        return tuple(PRESETS[self.preset].get(d.option) or (d.default,))
 
-    def _variants(self, model: str) -> list[tuple[str, str, str]]:
-        """(memory format, precision, compile) of ``model``: the preset's listed variants
-        or product, narrowed by the user's filters."""
+    def _split(self, row: dict) -> dict:
+        """Strong scaling (``global_batch``): the global batch split over the world size."""
+        if not self.global_batch or row["strategy"] == "none":
+            return row
+        if self.global_batch % row["world_size"]:
+            raise UserError(f"--global-batch {self.global_batch} does not split over "
+                            f"a world size of {row['world_size']}")
+        return {**row, "batch_size": self.global_batch // row["world_size"]}
+
+    def _variants(self, model: str) -> list[dict]:
+        """The variant dimensions' values of ``model``: the preset's listed variants (each
+        a tuple over the first variant dimensions) or their product, narrowed by the
+        user's filters."""
         p = PRESETS[self.preset]
+
+        def values(d):
+            return tuple(self.get(d.option) or p.get(d.option) or (d.default,))
+
         if "variants" not in p:
-            return list(product(*(getattr(self, d) or p[d] for d in VARIANT_DIMENSIONS)))
+            return [dict(zip(NAMES, v)) for v in product(*map(values, VARIANTS))]
         listed = [*p["variants"], *((f, q, "compile") for f, q in p["compiled"].get(model, ()))]
-        return [v for v in listed
-                if all(getattr(self, d) is None or x in getattr(self, d)
-                       for d, x in zip(VARIANT_DIMENSIONS, v))]
+        rest = VARIANTS[len(listed[0]):]
+        return [{**dict(zip(NAMES, v)), **dict(zip([d.name for d in rest], r))}
+                for v in listed
+                if all(self.get(d.option) is None or x in self.get(d.option)
+                       for d, x in zip(VARIANTS, v))
+                for r in product(*map(values, rest))]
+
+
+FILTERS = frozenset(d.option for d in DIMENSIONS.values() if d.option)
+NAMES = tuple(d.name for d in VARIANTS)
 
 
 # --- convergence experiments -------------------------------------------------------------
+
+DATASETS = ("digits", "digits-augmented", "fashion-mnist", "cifar10", "synthetic")
 
 # Seeds per convergence run, and where it runs; a preset without seeds (gate) has none.
 PRESET_SEEDS = {"quick": (0, 1, 2), "full": (0, 1, 2, 3, 4), "gate": (), "launch": ()}
@@ -272,19 +288,20 @@ def trials(preset: str = "quick", experiments=None, selection: Selection | None 
         raise UserError(f"unknown experiment {unknown[0]!r} "
                         f"(experiments: {', '.join(EXPERIMENTS)})")
     sel = selection or Selection(preset)
+    models = sel.get("models")
     out = []
     for name in experiments or EXPERIMENTS:
         spec = EXPERIMENTS[name].get(preset)
         if spec is None or (not experiments and not spec.get("default", True)):
             continue
         for model, (shape, batch) in spec["models"].items():
-            if sel.models and model not in sel.models:
+            if models and model not in models:
                 continue
             base = Case(model, "train", PRESET_DEVICE[preset], batch_size=batch,
                         input_shape=shape)
-            for dev, fmt, prec in product(sel.devices or (base.device,),
-                                          sel.memory_formats or (base.memory_format,),
-                                          sel.precisions or (base.precision,)):
+            for dev, fmt, prec in product(sel.get("devices") or (base.device,),
+                                          sel.get("memory_formats") or (base.memory_format,),
+                                          sel.get("precisions") or (base.precision,)):
                 case = replace(base, device=dev, memory_format=fmt, precision=prec)
                 out += [Trial(case, dataset or spec["dataset"], spec["target_acc"], seed,
                               spec["max_iters"], spec["stop_at_target"], name,

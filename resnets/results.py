@@ -162,7 +162,7 @@ def _rows(path: Path, doc: dict) -> list[dict]:
     return rows
 
 
-def frame(rows: list[dict]) -> pd.DataFrame:
+def rows_frame(rows: list[dict]) -> pd.DataFrame:
     """The frame of ``rows`` (``Result.row()`` plus run columns), with every schema and
     run column present (missing values NaN), so readers never test for a column."""
     df = pd.DataFrame(rows, columns=list(dict.fromkeys(
@@ -186,7 +186,7 @@ def load(paths, strict: bool = False) -> pd.DataFrame:
                 raise
             corrupt.append((str(path), str(exc)))
             print(f"resnets: warning: skipped {exc}", file=sys.stderr)
-    df = frame(rows)
+    df = rows_frame(rows)
     if not df.empty:
         # A result appears once per run; convergence runs repeat a case over seeds.
         key = ["run", CASE_ID, "trial_id"]

@@ -32,11 +32,13 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, ClassVar, Union, get_args, get_origin
 
-from .case import Case
+from .case import FIELDS, Case
 
 # Version of the meaning of a record; readers upgrade older ones and refuse newer ones.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: ``timing.cold_s`` is ``first_step_s``, and ``compile_s`` is the compiler's own time
+# (version 2 called the whole cold first step ``compile_s``).
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class _Name(str, Enum):
@@ -71,7 +73,12 @@ SCHEMA, KIND, STATUS, CASE_ID, VARIANT, ERROR, SAMPLES = (
 # Columns the loader adds: where and when the row's run was made.
 RUN_COLUMNS = ("run", "run_complete", "source", "datetime", "run_time", "commit_id",
                "commit_time", "commit_branch", "commit_dirty", "benchmark_name")
-CASE_COLUMNS = tuple(f.name for f in fields(Case))
+CASE_COLUMNS = FIELDS
+
+
+# Bounds on stored values (a result file is hostile until proven otherwise).
+MAX_WHOLE = 2 ** 63
+MAX_SAMPLES = 10_000_000
 
 
 class SchemaError(ValueError):
@@ -132,8 +139,8 @@ class Timing:
     stop_reason: str | None = None    # speed: ci | budget | max_rounds
     warmup_rounds: int | None = None
     warmup_s: float | None = None
-    cold_s: float | None = None       # the first step or interval: lazy init, compilation
-    compile_s: float | None = None
+    first_step_s: float | None = None  # the cold first step: lazy init, autotuning, compiling
+    compile_s: float | None = None    # the compiler's own seconds (torch.compile's, measured)
     compile_cache: str | None = None  # whether compilation started from an empty cache
     setup_s: float | None = None      # building the model and data, before any clock
     wall_s: float | None = None       # wall time of the timed rounds
@@ -423,12 +430,17 @@ def from_dict(extra: dict, samples=()) -> Result:
 
 
 def _samples(samples) -> list[float]:
-    if not isinstance(samples, (list, tuple)) or any(
-            type(s) not in (int, float) for s in samples):
+    """Raw per-step seconds: finite, non-negative, a bounded number of them."""
+    if not isinstance(samples, (list, tuple)) or len(samples) > MAX_SAMPLES:
         raise SchemaError("stats.data is not a list of seconds")
-    if samples and not (math.isfinite(sum(samples)) and min(samples) >= 0):
-        raise SchemaError("stats.data holds a negative or non-finite time")
-    return [float(s) for s in samples]
+    out = []
+    for s in samples:
+        if type(s) not in (int, float) or (type(s) is int and abs(s) > MAX_WHOLE):
+            raise SchemaError("stats.data is not a list of seconds")
+        if not (math.isfinite(s) and s >= 0):
+            raise SchemaError("stats.data holds a negative or non-finite time")
+        out.append(float(s))
+    return out
 
 
 def _base(hint) -> type:
@@ -439,13 +451,19 @@ def _base(hint) -> type:
 
 
 def _number(value, kind: type, name: str):
+    """A stored number: every number a record holds is a count, a size, a time, a rate or
+    a share, so a negative one (or a whole number beyond 64 bits) is damage, not data."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SchemaError(f"{name}: expected a number, got {type(value).__name__} "
                           f"{str(value)[:40]!r}")
+    if isinstance(value, int) and abs(value) > MAX_WHOLE:
+        raise SchemaError(f"{name}: {str(value)[:20]}... is not a plausible value")
     if not math.isfinite(value):
         return None  # NaN/inf written by an older version means "no value"
+    if value < 0:
+        raise SchemaError(f"{name}: negative ({value:g}); not a measurement")
     if kind is int:
         if value != int(value):
             raise SchemaError(f"{name}: expected a whole number, got {value}")
@@ -519,17 +537,32 @@ _V1_SETTINGS = {"rel_ci": "rel_ci", "budget_s": "budget_s", "min_rounds": "min_r
                 "warmup_s": "min_warmup_s", "threads": "threads",
                 "flush_denormal": "flush_denormal", "seed": "seed",
                 "cudnn_benchmark": "cudnn_benchmark"}
-_V1_TIMING = {"first_step_s": "cold_s", "build_s": "setup_s", "setup_s": "setup_s",
-              "first_interval_s": "cold_s"}
+_V1_TIMING = {"first_step_s": "first_step_s", "build_s": "setup_s", "setup_s": "setup_s",
+              "first_interval_s": "first_step_s"}
 _V1_CONVERGENCE_TEXT = ("train_s", "total_s", "benchmark_s", "compile")
 
 
 def _upgrade(d: dict) -> dict:
-    """Schema 1 -> 2. Version 1 kept speed statistics flat (``time_*``), the run settings
-    under ``timing.settings``, and convergence timing notes as strings under ``timing``
-    (so ``timing.train_s`` was text while ``train_s`` was a number)."""
+    """An older record in the current schema's form."""
+    return _v2_to_v3(_v1_to_v2(d) if d.get(SCHEMA) == 1 else d)
+
+
+def _v2_to_v3(d: dict) -> dict:
+    """Version 2 called the first step ``cold_s`` and, for compiled cases, ``compile_s``
+    too: that is the first step, not the compiler's time, which it did not measure."""
+    timing = dict(d["timing"]) if isinstance(d.get("timing"), dict) else {}
+    if "cold_s" in timing:
+        timing["first_step_s"] = timing.pop("cold_s")
+    timing.pop("compile_s", None)
+    return {**d, SCHEMA: SCHEMA_VERSION, "timing": timing}
+
+
+def _v1_to_v2(d: dict) -> dict:
+    """Schema 1 -> 2 (``cold_s`` already under its version-3 name). Version 1 kept speed
+    statistics flat (``time_*``), the run settings under ``timing.settings``, and
+    convergence timing notes as strings under ``timing`` (so ``timing.train_s`` was text
+    while ``train_s`` was a number)."""
     out = {k: v for k, v in d.items() if not k.startswith("time_") and k != "time_unit"}
-    out[SCHEMA] = SCHEMA_VERSION
     if d.get(KIND) == Kind.SPEED:
         out["time"] = {k[len("time_"):]: v for k, v in d.items()
                        if k.startswith("time_") and k != "time_unit"}

@@ -1,8 +1,12 @@
-"""Summary statistics of raw per-step samples (numpy only: shared by measuring,
-reporting and comparison code, none of which should need torch to read a number).
+"""Summary statistics of raw per-step samples (numpy and pytest-benchmark only: shared by
+measuring, reporting and comparison code, none of which should need torch to read a number).
 
 Modelled on ``torch.utils.benchmark.Measurement``: the object keeps every raw sample and
 derives robust statistics (median, IQR) from them, so nothing is lost to a premature mean.
+The statistics pytest-benchmark defines (min, max, mean, stddev, median, q1, q3, iqr,
+outliers, ld15iqr, hd15iqr, ops) are pytest-benchmark's own ``Stats``, so a per-case file,
+the record's ``time`` block and ``--benchmark-json`` give one answer for one set of
+samples; ours (p90, p99, the median's confidence interval) sit beside them.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from pytest_benchmark.stats import Stats
 
 from .schema import TimeStats
 
@@ -26,6 +31,14 @@ class Measurement:
             raise ValueError("a Measurement needs at least one sample")
 
     @cached_property
+    def stats(self) -> Stats:
+        """pytest-benchmark's statistics of the samples."""
+        s = Stats()
+        for x in self.samples:
+            s.update(float(x))
+        return s
+
+    @cached_property
     def _sorted(self) -> np.ndarray:
         return np.sort(np.asarray(self.samples, dtype=float))
 
@@ -34,23 +47,24 @@ class Measurement:
         return len(self.samples)
 
     def quantile(self, q: float) -> float:
+        """Linear interpolation between order statistics (numpy's default): p90, p99."""
         return float(np.quantile(self._sorted, q))
 
     @property
     def median(self) -> float:
-        return self.quantile(0.5)
+        return float(self.stats.median)
 
     @property
     def q1(self) -> float:
-        return self.quantile(0.25)
+        return float(self.stats.q1)
 
     @property
     def q3(self) -> float:
-        return self.quantile(0.75)
+        return float(self.stats.q3)
 
     @property
     def iqr(self) -> float:
-        return self.q3 - self.q1
+        return float(self.stats.iqr)
 
     @property
     def min(self) -> float:
@@ -62,11 +76,11 @@ class Measurement:
 
     @property
     def mean(self) -> float:
-        return float(self._sorted.mean())
+        return float(self.stats.mean)
 
     @property
     def stdev(self) -> float:
-        return float(self._sorted.std(ddof=1)) if self.rounds > 1 else 0.0
+        return float(self.stats.stddev)
 
     def median_ci(self, confidence: float = 0.95) -> tuple[float, float]:
         """Distribution-free CI of the median from order statistics.
@@ -89,12 +103,13 @@ class Measurement:
         if self.rounds < 2:
             return 0.0
         lo, hi = self.median_ci(0.95)
-        return (math.log(hi) - math.log(lo)) / (2 * normal_quantile(0.975)) if lo > 0 else 0.0
+        return (math.log(hi) - math.log(lo)) / (2 * Z95) if lo > 0 else 0.0
 
     def median_ci_rel(self, confidence: float = 0.95) -> float:
         """Half-width of the median's CI relative to the median (0.02 = +-2%)."""
         lo, hi = self.median_ci(confidence)
-        return (hi - lo) / 2 / self.median if self.median > 0 else math.inf
+        median = float(np.median(self._sorted))
+        return (hi - lo) / 2 / median if median > 0 else math.inf
 
     def summary(self) -> TimeStats:
         ci_lo, ci_hi = self.median_ci()
@@ -104,23 +119,22 @@ class Measurement:
                          median_ci95_low=ci_lo, median_ci95_high=ci_hi)
 
     def pytest_benchmark_stats(self) -> dict:
-        """The ``stats`` block pytest-benchmark writes for one benchmark, from our samples,
-        so our per-case files and ``--benchmark-json`` read the same way."""
-        s = self._sorted
-        q1, q3, iqr = self.q1, self.q3, self.iqr
-        lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-        inside = s[(s >= lo) & (s <= hi)]
-        sd_out = int(np.sum(np.abs(s - self.mean) > self.stdev))
-        iqr_out = int(s.size - inside.size)
-        return {
-            "min": self.min, "max": self.max, "mean": self.mean, "stddev": self.stdev,
-            "rounds": self.rounds, "median": self.median, "iqr": iqr, "q1": q1, "q3": q3,
-            "iqr_outliers": iqr_out, "stddev_outliers": sd_out,
-            "outliers": f"{sd_out};{iqr_out}",
-            "ld15iqr": float(inside.min()), "hd15iqr": float(inside.max()),
-            "ops": 1.0 / self.mean if self.mean > 0 else 0.0,
-            "total": float(s.sum()), "data": list(self.samples), "iterations": 1,
-        }
+        """The ``stats`` block pytest-benchmark writes for one benchmark (its own
+        ``Stats``, so our per-case files and ``--benchmark-json`` read the same)."""
+        return {**{k: _plain(v) for k, v in self.stats.as_dict().items()},
+                "data": list(self.samples), "iterations": 1}
+
+
+def _plain(value):
+    return float(value) if isinstance(value, float) else value
+
+
+def log_interval(d: float, se: float, z: float | None = None) -> tuple[float, float, float]:
+    """A ratio from its log ``d`` and that log's standard error: ``(exp(d), exp(d - z se),
+    exp(d + z se))``, the 95% interval unless ``z`` says otherwise. Every speed-up,
+    efficiency and change interval here is this one (noise is multiplicative)."""
+    z = Z95 if z is None else z
+    return math.exp(d), math.exp(d - z * se), math.exp(d + z * se)
 
 
 def normal_quantile(p: float) -> float:
@@ -133,3 +147,6 @@ def normal_quantile(p: float) -> float:
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+Z95 = normal_quantile(0.975)

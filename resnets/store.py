@@ -121,36 +121,6 @@ def write_case(run_dir: Path, entry: dict, machine_info: dict, commit_info: dict
     return path
 
 
-ATTEMPTS_DIR = "attempts"
-
-
-def mark_attempt(run_dir: Path, record: Result) -> Path:
-    """Before a case runs: a note that it is being attempted (the record it would get if
-    it crashed the process). ``clear_attempt`` removes it once its result is written."""
-    path = Path(run_dir) / ATTEMPTS_DIR / f"{safe_name(record.name)}.json"
-    atomic_write_text(path, dumps({"record": record.to_dict(), "pid": os.getpid(),
-                                   "started": utc_now_iso()}))
-    return path
-
-
-def clear_attempt(run_dir: Path, name: str) -> None:
-    (Path(run_dir) / ATTEMPTS_DIR / f"{safe_name(name)}.json").unlink(missing_ok=True)
-
-
-def leftover_attempts(run_dir: Path) -> list[dict]:
-    """Attempts that never finished (their process died): ``[{"record", "pid",
-    "started"}]``; unreadable notes are dropped."""
-    out = []
-    for path in sorted((Path(run_dir) / ATTEMPTS_DIR).glob("*.json")):
-        try:
-            note = json.loads(path.read_text())
-            if isinstance(note, dict) and isinstance(note.get("record"), dict):
-                out.append(note)
-        except (OSError, UnicodeDecodeError, ValueError):
-            path.unlink(missing_ok=True)
-    return out
-
-
 def case_ids(run_dir: Path, statuses) -> set[str]:
     """Names of the results in ``run_dir`` whose status is in ``statuses``; an unreadable
     file counts as none, so its case runs again."""

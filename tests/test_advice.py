@@ -83,7 +83,7 @@ def test_missing_memory_and_compile_time_say_nothing_rather_than_nan(tmp_path):
                                  case(precision="bf16"): (0.006, {}),
                                  compiled: (0.004, {})})  # no compile time recorded
     assert a.pick == "contiguous-bf16-compile"
-    assert a.memory_ratio is None and a.compile_s is None and a.breakeven_steps is None
+    assert a.memory_ratio is None and a.compile_cost_s is None and a.breakeven_steps is None
     notes = " ".join(str(v) for v in advice_rows([a]).iloc[0].values)
     assert "nan" not in notes.lower()
 

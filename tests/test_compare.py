@@ -18,7 +18,7 @@ from resnets.case import Case
 from resnets.compare import Options, compare
 from resnets.compare.significance import holm, median_se, paired_blocks, z_test
 from resnets.compare.verdict import timing_change, timing_verdict
-from resnets.results import frame
+from resnets.results import rows_frame
 from resnets.schema import Status
 from resnets.stats import normal_quantile
 
@@ -112,7 +112,7 @@ def draw_run(model, case, rng, factor=1.0):
 def judge(base_runs, cand_runs, device, opts=None, cases=1):
     """The verdict of one case among ``cases`` null cases (Bonferroni, Holm's bound)."""
     opts = opts or Options()
-    sides = [frame([records.speed(CASE, r).row() for r in runs]).assign(run_time=None)
+    sides = [rows_frame([records.speed(CASE, r).row() for r in runs]).assign(run_time=None)
              for runs in (base_runs, cand_runs)]
     t = timing_change(sides[0], sides[1], opts, device)
     t.p_adjusted = min(1.0, t.p_value * cases)

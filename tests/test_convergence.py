@@ -168,7 +168,7 @@ def test_the_seed_protocol_runs_on_fashion_mnist_files_and_is_judged(tmp_path):
     import datasets
 
     from resnets.report.findings import findings
-    from resnets.results import frame
+    from resnets.results import rows_frame
 
     datasets.write_fashion_mnist(tmp_path, 600, 200)
     results = [cv.run_trial(t._replace(max_iters=1000), data_root=tmp_path, threads=1)
@@ -176,7 +176,7 @@ def test_the_seed_protocol_runs_on_fashion_mnist_files_and_is_judged(tmp_path):
     assert [r.hyperparams["shuffle"] for r in results] == [False, False]
     assert all(r.curve["iters"] == [500, 1000] for r in results)
     assert results[0].dataset_info["normalization"].startswith("none")
-    [finding] = findings(frame([r.row() for r in results]))
+    [finding] = findings(rows_frame([r.row() for r in results]))
     assert finding.experiment == "seed" and finding.observed in ("yes", "no")
     assert "seed notebook 10.0%" in finding.evidence and "at iteration 500" in finding.evidence
 
@@ -186,7 +186,7 @@ def test_findings_state_what_the_runs_show_with_their_spread(tmp_path):
     import records
 
     from resnets.report.findings import findings
-    from resnets.results import frame
+    from resnets.results import rows_frame
     from resnets.schema import Status
 
     def run_of(model, seed, iters=None, final_err=0.0, experiment="bn"):
@@ -204,7 +204,7 @@ def test_findings_state_what_the_runs_show_with_their_spread(tmp_path):
              (("plain20", 0.01), ("plain56", 0.3 + 0.1 * s), ("resnet20", 0.0),
                              ("resnet56", 0.005))]
     found = {f.claim.split()[1] + f.claim.split()[-1]: f
-             for f in findings(frame([r.row() for r in rows]))}
+             for f in findings(rows_frame([r.row() for r in rows]))}
     bn = next(f for f in found.values() if f.experiment == "bn")
     assert bn.observed == "yes" and "lenet_bn reached 90% in 18-28 iterations" in bn.evidence
     assert "fewer than lenet (seeds: 9.6-13.8x" in bn.evidence

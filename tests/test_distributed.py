@@ -16,7 +16,7 @@ from records import speed, steady, write
 from resnets import store
 from resnets.case import Case
 from resnets.report import load
-from resnets.scaling import efficiency, parse_bandwidth, project, step_time
+from resnets.report.scaling import efficiency, parse_bandwidth, project, step_time
 from resnets.schema import Status, from_dict
 
 FAST = ["--devices", "cpu", "--modes", "train", "--memory-formats", "contiguous",
@@ -69,6 +69,50 @@ def test_data_parallel_records_hold_what_scaling_needs(scaling_run):
             assert ("all-reduce" if r.case.strategy == "ddp" else "reduce-scatter") in r.comm_method
         if r.case.strategy == "ddp" and n == 2:
             assert 0 <= r.comm_hidden <= 1 and r.compute_s > 0
+
+
+def test_a_data_parallel_record_is_timed_like_a_single_device_one(scaling_run):
+    """One engine: a world-size-2 DDP case's record carries the single-device clock, stop
+    rule and settings (it had its own loop: synchronized per step, a hard-coded stop
+    reason, no GC policy, settings not applied)."""
+    from resnets.measure.runner import Settings, measure
+    from resnets.measure.timer import TimingPolicy
+
+    tmp, _ = scaling_run
+    ddp = records(tmp / "run")["resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32-ws2-ddp"]
+    single = measure(_case(1).single(), Settings(policy=TimingPolicy(budget_s=0.3,
+                                                                     min_rounds=3)))
+    same = ("clock", "gc", "flush_denormal", "rel_ci", "budget_s", "min_rounds", "max_rounds",
+            "min_warmup_rounds", "min_warmup_s", "cudnn_benchmark", "seed")
+    assert {f: getattr(ddp.timing, f) for f in same} == {f: getattr(single.timing, f)
+                                                         for f in same}
+    assert ddp.timing.method.startswith(single.timing.method)
+    assert ddp.timing.stop_reason in ("ci", "budget", "max_rounds")
+    assert ddp.timing.warmup_rounds >= 3 and ddp.timing.first_step_s > 0
+    assert ddp.env.threads == ddp.timing.threads == 1  # Settings.apply ran on the rank
+
+
+def test_data_parallel_cases_take_compile_and_real_inputs_where_pytorch_does():
+    compiled = dataclasses.replace(_case(2), compile="compile")
+    assert compiled.unsupported_reason() is None
+    assert dataclasses.replace(_case(2, "fsdp"), compile="compile").unsupported_reason() is None
+    assert dataclasses.replace(_case(2), input="real", workers=2).unsupported_reason() is None
+    assert "recipe" in dataclasses.replace(_case(2), device="cuda",
+                                           compile="cudagraph").unsupported_reason()
+
+
+@pytest.mark.slow
+def test_a_compiled_ddp_case_runs_and_stops_on_its_confidence_interval(tmp_path):
+    """torch.compile around DDP (gloo, 2 ranks) through the engine: the compiler's time is
+    recorded, and with a loose CI target the ranks stop together on "ci"."""
+    r = resnets("run", "--models", "lenet", "--world-sizes", "2", *FAST[:-4],
+                "--compile", "compile", "--time-budget", "20", "--rel-ci", "0.5",
+                "-o", tmp_path / "run", "--no-report", timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (rec,) = records(tmp_path / "run").values()
+    assert rec.status == Status.OK, rec.error
+    assert rec.timing.stop_reason == "ci" and rec.timing.compile_s > 0
+    assert rec.timing.compile_cache.startswith("cold")
 
 
 def test_efficiency_is_computed_against_world_size_one(scaling_run):
@@ -166,13 +210,17 @@ def test_two_nodes_write_one_run(tmp_path):
 
 
 RANK_STEPS = """
-import sys, time, torch, torch.distributed as dist
-from resnets.measure.distributed import _timed_steps
+import json, sys, time, torch, torch.distributed as dist
+from resnets.measure.distributed import RankZeroDecides
+from resnets.measure.timer import TimingPolicy, time_block, time_step
 rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=2)
 step = lambda: time.sleep(0.001 if rank == 0 else 0.02)  # one rank 20x slower
-steps = _timed_steps(step, lambda: None, 0.3, 3, torch.device("cpu"))
-open(out, "w").write(str(len(steps)))
+agree = RankZeroDecides(torch.device("cpu"))
+timed = time_step(step, "cpu", TimingPolicy(budget_s=0.3, min_rounds=3, warmup_s=0.1), agree)
+block = time_block(step, "cpu", 0.2, 3, agree)
+open(out, "w").write(json.dumps([timed.warmup_rounds, timed.measurement.rounds,
+                                 timed.stop_reason, len(block)]))
 dist.destroy_process_group()
 """
 
@@ -184,8 +232,9 @@ def test_every_rank_takes_the_same_number_of_timed_steps(tmp_path):
                                str(tmp_path / "store"), str(tmp_path / f"r{rank}")])
              for rank in (0, 1)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    counts = [int((tmp_path / f"r{rank}").read_text()) for rank in (0, 1)]
-    assert counts[0] == counts[1] >= 3
+    counts = [json.loads((tmp_path / f"r{rank}").read_text()) for rank in (0, 1)]
+    assert counts[0] == counts[1], counts  # warm-up, timed rounds, stop reason, block
+    assert counts[0][1] >= 3 and counts[0][3] >= 3
 
 
 def test_nodes_options_are_checked(tmp_path):

@@ -12,6 +12,7 @@ from resnets.case import Case
 from resnets.measure import pipeline, sweep
 from resnets.measure.runner import Settings, measure
 from resnets.measure.timer import TimingPolicy
+from resnets.outcome import Outcome
 from resnets.schema import SpeedResult, Status
 
 SHORT = Settings(policy=TimingPolicy(budget_s=0.2, min_rounds=3, warmup_rounds=1,
@@ -87,8 +88,8 @@ def _fake(throughput):
     def measure_point(case):
         seen.append(case.batch_size)
         sps = throughput(case.batch_size)
-        return "ok", SpeedResult(case=case, status=Status.OK, samples_per_s=sps,
-                                 latency_s=case.batch_size / sps)
+        return Outcome.ok(SpeedResult(case=case, status=Status.OK, samples_per_s=sps,
+                                      latency_s=case.batch_size / sps))
     return measure_point, seen
 
 
@@ -97,18 +98,18 @@ def test_cpu_sweep_stops_on_a_plateau_but_measures_the_case_batch():
     case = Case("lenet", batch_size=100)
     out = list(sweep.run(case, fn))
     assert seen == [1, 2, 4, 8, 16, 32, 64, 100]
-    assert {r.knee_batch for _, _, r in out} == {16}
-    assert [p.batch_size for p, _, _ in out] == seen
+    assert {o.record.knee_batch for _, o in out} == {16}
+    assert [p.batch_size for p, _ in out] == seen
 
 
 def test_sweep_stops_at_a_failure():
     def fn(case):
         if case.batch_size == 4:
-            return "failed", "OutOfMemoryError"
-        return "ok", SpeedResult(case=case, status=Status.OK, samples_per_s=case.batch_size,
-                                 latency_s=1.0)
+            return Outcome.failed("OutOfMemoryError")
+        return Outcome.ok(SpeedResult(case=case, status=Status.OK,
+                                      samples_per_s=case.batch_size, latency_s=1.0))
     out = list(sweep.run(Case("lenet", batch_size=2), fn, ceiling=64))
-    assert [(p.batch_size, o) for p, o, _ in out] == [(4, "failed"), (1, "ok"), (2, "ok")]
+    assert [(p.batch_size, o.status) for p, o in out] == [(4, "failed"), (1, "ok"), (2, "ok")]
 
 
 def test_auto_batch_sizes_record_every_point_and_the_knee(tmp_path):

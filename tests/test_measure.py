@@ -210,3 +210,42 @@ def test_image_sizes_sweep_the_input_resolution():
                       memory_formats=("contiguous",), precisions=("fp32",),
                       image_sizes=(64, 224)).cases()
     assert [c.input_shape for c in cases] == [(3, 64, 64), (3, 224, 224)]
+
+
+def _lenet_training():
+    from resnets.measure.workload import snapshot
+
+    work = build(Case("lenet_bn", "train", batch_size=16, input_shape=(1, 28, 28)))
+    for _ in range(2):  # optimizer state exists, as after a capture's warm-up
+        work.step()
+    return work, snapshot(work)
+
+
+def test_the_replay_check_passes_the_eager_step_and_catches_accumulated_gradients():
+    """A CUDA graph's self-check (``check_replay``) on CPU, with plain functions for the
+    replay: the eager step itself passes; the step the old capture recorded (gradients
+    zeroed once, then every backward adds to them) is caught."""
+    import torch.nn.functional as F
+
+    from resnets.measure.workload import CaptureMismatch, _eager_twin, check_replay
+
+    work, start = _lenet_training()
+    eager = _eager_twin(work)
+    check_replay(work, work.step, eager, start)
+
+    def accumulating():
+        loss = F.cross_entropy(work.runner(work.inputs), work.targets)
+        loss.backward()
+        work.optimizer.step()
+
+    work.optimizer.zero_grad(set_to_none=False)
+    with pytest.raises(CaptureMismatch, match="not the eager step: after 2 replays"):
+        check_replay(work, accumulating, eager, start)
+
+
+def test_the_replay_check_leaves_the_starting_state():
+    from resnets.measure.workload import _eager_twin, _state, check_replay
+
+    work, start = _lenet_training()
+    check_replay(work, work.step, _eager_twin(work), start)
+    assert all(torch.equal(a, b) for a, b in zip(_state(work), start))

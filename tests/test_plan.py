@@ -14,7 +14,8 @@ DEFAULTS = {o.name: o.initial for o in options.SUITE}
 
 
 def select(**opts):
-    return plan.select({**DEFAULTS, **opts})
+    p = plan.select({**DEFAULTS, **opts})
+    return p.cases, p.trials
 
 
 def test_shards_are_disjoint_cover_the_selection_and_balance():
@@ -45,7 +46,7 @@ def test_an_earlier_run_is_the_estimate_where_it_has_the_case(tmp_path):
     opts = {**DEFAULTS, "models": ("lenet", "lenet_bn"), "devices": ("cpu",), "modes": ("infer",),
             "memory_formats": ("contiguous",), "precisions": ("fp32",), "convergence": False,
             "estimate_from": str(tmp_path / "earlier")}
-    est = {e.name: e for e in plan.run_estimates(opts, *plan.select(opts))}
+    est = {e.name: e for e in plan.run_estimates(opts, *select(**opts))}
     assert est[case.id].seconds == 3.25 and est[case.id].source == "earlier run"
     other = next(e for n, e in est.items() if n != case.id)
     assert other.source == "cost model" and other.seconds > 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_suite import FAST, pytest_run
 
-from resnets import runlock, store
+from resnets import journal, runlock, store
 from resnets.schema import Status
 
 RUN = [sys.executable, "-m", "resnets", "run", "--models", "lenet", "--devices", "cpu",
@@ -65,7 +65,7 @@ def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path,
     # for one test's failure and goes on), and the case it was measuring is not left
     # "crashed"; at most the one finishing as the signal came was written after it.
     assert len(kept) <= before + 1, (before, len(kept))
-    assert not list((run / store.ATTEMPTS_DIR).glob("*.json"))
+    assert not list((run / journal.ATTEMPTS_DIR).glob("*.json"))
     r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
                         "--no-report"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -167,13 +167,13 @@ def test_a_run_killed_outright_stops_its_suite_and_resumes(tmp_path):
 
 CRASH = ("from resnets.suite.plugin import *  # noqa\n"
          "import os, signal\n"
-         "import resnets.measure.worker as worker\n"
-         "_measure = worker.measure_case\n"
-         "def measure_case(case, settings):\n"
+         "import resnets.measure.runner as runner\n"
+         "_measure = runner.run_case\n"
+         "def run_case(case, settings):\n"
          "    if case.model == 'lenet_bn' and os.environ.get('CRASH'):\n"
          "        os.kill(os.getpid(), signal.SIGKILL)\n"
          "    return _measure(case, settings)\n"
-         "worker.measure_case = measure_case\n")
+         "runner.run_case = run_case\n")
 
 
 def suite_in(tmp_path, *args, crash: bool):
@@ -192,7 +192,7 @@ def suite_in(tmp_path, *args, crash: bool):
 def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(tmp_path):
     r = suite_in(tmp_path, crash=True)
     assert r.returncode != 0  # the process died mid-run
-    assert len(list((tmp_path / "run" / store.ATTEMPTS_DIR).glob("*.json"))) == 1
+    assert len(list((tmp_path / "run" / journal.ATTEMPTS_DIR).glob("*.json"))) == 1
     r = suite_in(tmp_path, crash=True)  # the resume: lenet_bn is not attempted again
     assert r.returncode == 0, r.stdout[-2000:]
     crashed = store.case_ids(tmp_path / "run", {Status.CRASHED})
@@ -226,7 +226,7 @@ def test_a_signal_during_a_cases_extras_does_not_leave_it_crashed(tmp_path):
            "--bench-max-batch"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode != 0 and "did not interrupt" not in r.stdout, r.stdout[-2000:]
-    assert not list((tmp_path / "run" / store.ATTEMPTS_DIR).glob("*.json"))
+    assert not list((tmp_path / "run" / journal.ATTEMPTS_DIR).glob("*.json"))
     assert not store.case_ids(tmp_path / "run", {Status.CRASHED})
 
 

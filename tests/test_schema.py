@@ -106,7 +106,7 @@ def test_schema_1_speed_and_convergence_files_load():
     assert row["time_median"] == old["time_median"]  # flat time_* -> the time record
     assert row["timing_threads"] == old["timing"]["settings"]["threads"]  # settings -> timing
     assert row["timing_min_warmup_rounds"] == old["timing"]["settings"]["warmup_rounds"]
-    assert row["timing_cold_s"] == old["timing"]["first_step_s"]
+    assert row["timing_first_step_s"] == old["timing"]["first_step_s"]
     assert len(row["samples"]) == len(raw(speed_file)["stats"]["data"])
     conv_file = next(V1.glob("lenet_bn-*.json"))
     old = raw(conv_file)["extra_info"]

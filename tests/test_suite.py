@@ -52,6 +52,22 @@ def test_small_suite_writes_complete_json(small_run):
     assert "4 measured, 0 skipped, 0 failed" in r.stdout
 
 
+def test_a_case_file_and_benchmark_json_give_one_answer_for_one_set_of_samples(small_run):
+    """pytest-benchmark's own fields, in our per-case file, its record's statistics and
+    --benchmark-json: the same numbers (they are computed by pytest-benchmark's Stats)."""
+    tmp, _ = small_run
+    theirs = {b["param"]: b["stats"] for b in json.loads((tmp / "out.json").read_text())[
+        "benchmarks"]}
+    for name, stats in theirs.items():
+        ours = json.loads(store.case_path(tmp / "run", name).read_text())["benchmarks"][0]
+        assert ours["stats"]["data"] == stats["data"]
+        for field in ("q1", "q3", "iqr", "ld15iqr", "hd15iqr", "median", "mean", "stddev",
+                      "iqr_outliers", "stddev_outliers", "ops"):
+            assert ours["stats"][field] == stats[field], field
+        for field in ("q1", "q3", "iqr", "median"):
+            assert ours["extra_info"]["time"][field] == stats[field], field
+
+
 def test_each_case_is_persisted_in_its_own_file(small_run):
     tmp, _ = small_run
     files = sorted((tmp / "run" / "cases").glob("*.json"))
@@ -88,10 +104,10 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path):
         "from resnets.suite.plugin import *  # noqa\n"
         "import resnets.measure.runner as runner\n"
         "_build = runner.build\n"
-        "def build(case, seed=0):\n"
+        "def build(case, seed=0, wrap=None):\n"
         "    if case.model == 'lenet_bn':\n"
         "        raise RuntimeError('injected failure')\n"
-        "    return _build(case, seed)\n"
+        "    return _build(case, seed, wrap)\n"
         "runner.build = build\n")
     (tmp_path / "test_s.py").write_text("from resnets.suite.speed import test_speed  # noqa\n")
     cmd = [sys.executable, "-m", "pytest", "test_s.py", "-p", "no:cacheprovider", "-c", "/dev/null",

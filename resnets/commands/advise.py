@@ -38,8 +38,8 @@ def lines(advice) -> list[str]:
             out.append(head + f"keep {a.baseline} (nothing else measured)")
         else:
             extra = [f"peak memory {a.memory_ratio:.2f}x"] if a.memory_ratio else []
-            if a.compile_s is not None and a.breakeven_steps is not None:
-                extra.append(f"compile {a.compile_s:.0f} s, pays off after "
+            if a.compile_cost_s is not None and a.breakeven_steps is not None:
+                extra.append(f"compile {a.compile_cost_s:.0f} s, pays off after "
                              f"{a.breakeven_steps:,.0f} steps")
             out.append(head + f"use {a.pick}, {interval(a.speedup, a.speedup_low, a.speedup_high)}"
                        f" over {a.baseline}" + (f"; {'; '.join(extra)}" if extra else ""))

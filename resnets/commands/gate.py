@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import options
-from ..options import MIN_BLOCK_PAIRS as MIN_BLOCKS
 
 
 def _repeats(text: str):
@@ -32,10 +31,12 @@ def _repeats(text: str):
 
 
 def _blocks(text: str) -> int:
+    from ..compare.significance import MIN_BLOCK_PAIRS  # numpy: only when --blocks is given
+
     value = options.positive_int(text)
-    if value < MIN_BLOCKS:
-        raise options.Invalid(f"at least {MIN_BLOCKS} (fewer block pairs give a case no "
-                              f"verdict, so the gate could not fail), not {value}")
+    if value < MIN_BLOCK_PAIRS:
+        raise options.Invalid(f"at least {MIN_BLOCK_PAIRS} (fewer block pairs give a case "
+                              f"no verdict, so the gate could not fail), not {value}")
     return value
 
 
@@ -63,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="passes over the cases: auto (from the measured noise, at most 3) "
                         "or 1-3 (default auto)")
     p.add_argument("--blocks", type=_blocks, default=10, metavar="N",
-                   help=f"alternating blocks per side and case (at least {MIN_BLOCKS}; "
+                   help="alternating blocks per side and case (enough pairs for a verdict; "
                         "default 10)")
     p.add_argument("-o", "--out", type=Path, metavar="DIR",
                    help="output folder (default reports/gate-<UTC time>)")

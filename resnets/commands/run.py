@@ -7,7 +7,6 @@ Interrupted? `resnets run --resume reports/<run-id>` measures only what is missi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -46,14 +45,19 @@ def _resumed(args: argparse.Namespace) -> tuple[Path, dict]:
     if given:
         raise UserError("--resume reuses the run's own options; drop " +
                         ", ".join(f"--{k.replace('_', '-')}" for k in given))
+    from ..files import read_json
+
+    start_anew = "this run cannot be resumed: start a new one"
     try:
-        stored = json.loads(saved.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{saved}: not a readable options file ({exc})") from None
-    known = {o.name for o in options.SUITE}
-    if not isinstance(stored, dict) or set(stored) - known:
-        raise UserError(f"{saved}: written by another version of resnets; start a new run")
-    return run_dir, stored
+        stored = read_json(saved)
+    except UserError as exc:
+        raise UserError(f"{exc}; {start_anew}") from None
+    if not isinstance(stored, dict) or set(stored) - {o.name for o in options.SUITE}:
+        raise UserError(f"{saved}: written by another version of resnets; {start_anew}")
+    try:
+        return run_dir, options.restore(options.SUITE, stored)
+    except UserError as exc:
+        raise UserError(f"{saved}: {exc}; {start_anew}") from None
 
 
 def pytest_command(run_dir: Path, opts: dict, extra: list[str]) -> list[str]:
@@ -76,7 +80,8 @@ def dry_run(opts: dict) -> int:
     from ..text import duration, text_table
 
     full = {o.name: o.initial for o in options.SUITE} | opts
-    cases, trials = plan.select(full, _default_input)
+    planned = plan.select(full, _default_input)
+    cases, trials = planned.cases, planned.trials
     rows, skipped = [], 0
     for item, e in zip([*cases, *trials], plan.run_estimates(full, cases, trials)):
         here = runtime_skip_reason(item.case if hasattr(item, "case") else item)
@@ -112,19 +117,24 @@ def main(args: argparse.Namespace) -> int:
         return dry_run(_given(args))
     # Bad input is one line here, before the lock makes a folder: a --resume of a path
     # that is not a run, a selection the suite would refuse.
+    # The plan is made here, once; the pytest child reads it (plan.PLAN_FILE).
     if args.resume:
         run_dir, opts = _resumed(args)
     else:
         opts = _given(args)
-        plan.select({o.name: o.initial for o in options.SUITE} | opts, _default_input)
         run_dir = Path(args.out or store.REPORTS_DIR / store.run_id())
+    stored_plan = run_dir / plan.PLAN_FILE
+    planned = (plan.Plan.load(stored_plan) if args.resume and stored_plan.exists() else
+               plan.select({o.name: o.initial for o in options.SUITE} | opts, _default_input))
     with runlock.hold(run_dir):
         if not args.resume:
             if (run_dir / store.CASES_DIR).is_dir():
                 raise UserError(f"--out {run_dir}: already holds a run; pick a new folder, or "
                                 f"finish that run with: resnets run --resume {run_dir}")
             store.atomic_write_text(run_dir / OPTIONS_FILE, store.dumps(_json_ready(opts)))
+        store.atomic_write_text(run_dir / plan.PLAN_FILE, planned.to_json())
         cmd = pytest_command(run_dir, opts, args.pytest_args)
+        cmd += options.PLAN_FILE.argv(PYTEST_PREFIX, str(run_dir / plan.PLAN_FILE))
         if args.retry_crashed:
             cmd += options.RETRY_CRASHED.argv(PYTEST_PREFIX, True)
         print(f"resnets run: {opts.get('preset', 'quick')} preset -> {run_dir}", file=sys.stderr,

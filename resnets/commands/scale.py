@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..report import load
-    from ..scaling import parse_bandwidth, project
+    from ..report.scaling import parse_bandwidth, project
     from ..store import atomic_write_text
     from ..text import csv_frame, duration, markdown_table, si, text_table
 

@@ -114,7 +114,7 @@ def _table(results) -> str:
     """The runs, then per configuration the report's convergence summary over seeds."""
     from ..report.render import fmt
     from ..report.tables import convergence_table
-    from ..results import frame
+    from ..results import rows_frame
     from ..schema import STATUS
     from ..text import text_table
 
@@ -125,7 +125,7 @@ def _table(results) -> str:
             for r in results]
     lines = [text_table(headers, [[fmt(v) for v in row] for row in rows],
                         [False] * 3 + [True] * 6)]
-    summary = convergence_table(frame([r.row() for r in results]))
+    summary = convergence_table(rows_frame([r.row() for r in results]))
     if len(results) > 1 and not summary.empty:
         shown = summary[["model", "reached", "iters to target (median)", "iters (min)",
                          "iters (max)", "train s to target (median)", "train s (min)",

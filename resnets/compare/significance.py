@@ -19,12 +19,13 @@ import math
 
 import numpy as np
 
-from ..options import MIN_BLOCK_PAIRS
 from ..stats import Measurement
 
 # sd of a sample median / sd of the mean, for normal data: sqrt(pi / 2).
 MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)
 MAD_TO_SD = 1.4826
+# Adjacent block pairs below which a paired case has no evidence either way.
+MIN_BLOCK_PAIRS = 3
 
 
 def median_se(samples) -> float:

@@ -91,7 +91,7 @@ def run(case: Case, dataset: str, target_acc: float, seed: int = 0, max_iters: i
                "sums); total_s adds the test-set evaluations",
         clock="time.perf_counter" + (", torch.cuda.synchronize() at every interval end"
                                      if case.device == "cuda" else ""),
-        rounds=1, cold_s=outcome.first_interval_s, setup_s=setup_s, wall_s=outcome.train_s,
+        rounds=1, first_step_s=outcome.first_interval_s, setup_s=setup_s, wall_s=outcome.train_s,
         excluded="dataset loading, model build, process start-up and (in train_s) "
                  "evaluations",
         resolution=("time/iterations to target: bracketed by the evaluations around it, "

@@ -3,17 +3,21 @@
 ``launch`` runs PyTorch's elastic launcher (``python -m torch.distributed.run``, i.e.
 ``torchrun``) with one process per device (``--standalone`` on one machine); every rank
 runs ``main`` here: it joins the process group (NCCL on CUDA, gloo on CPU, with a
-timeout, so a rank that dies never hangs the others), builds the case's workload on its
-device with the model wrapped in ``DistributedDataParallel`` (``bucket_cap_mb`` from the
-case) or sharded by FSDP2's ``fully_shard`` (full shard; it runs on CPU too), warms
-up, and times steps. Rank 0 writes the result. On several machines every node starts
-the same torchrun with a c10d rendezvous (``torchrun_command``; ``follow`` is the other
-nodes' side; README, "Beyond one GPU").
+timeout, so a rank that dies never hangs the others) and runs the case through the one
+engine (``runner.CaseRun``) with a ``Rank``: the model wrapped in
+``DistributedDataParallel`` (``bucket_cap_mb`` from the case) or sharded by FSDP2's
+``fully_shard`` (full shard; it runs on CPU too) before it is compiled, and a stop hook
+through which rank 0's clock decides, once per block of steps, when every rank stops
+(so all take the same steps and their collectives stay matched). So a data-parallel case
+is timed with the single-device clock (CUDA events, no per-step synchronize), GC policy
+and settings, and takes compile modes and real inputs. Rank 0 writes the result. On
+several machines every node starts the same torchrun with a c10d rendezvous
+(``torchrun_command``; ``follow`` is the other nodes' side; README, "Beyond one GPU").
 
 What a case records, and how:
 
-* step time: each rank times every step (device synchronized); a step's time is the
-  slowest rank's (per-step times are gathered to rank 0), so global samples/s =
+* step time: each rank times every step with the engine's clock; a step's time is the
+  slowest rank's (per-step times are gathered), so global samples/s =
   world size x per-device batch / median step;
 * communication alone: the step's collectives on a buffer of the gradients' size, timed
   in isolation: an all-reduce for DDP, an all-gather and a reduce-scatter for FSDP; bus
@@ -38,11 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .. import children
 from ..case import Case
 from ..errors import UserError
+from ..outcome import Outcome
+from ..schema import SchemaError
 
 TIMEOUT_S = 300        # a collective that waits this long means a rank is gone
 COMM_REPEATS = 10
@@ -67,18 +74,28 @@ def torchrun_command(case: Case, settings, request: Path, out: Path,
             str(request), str(out)]
 
 
+def rank_settings(settings, cases):
+    """Settings for the ranks of a run's data-parallel ``cases``. On CPU every rank of
+    every world size gets the same threads (the cores over the largest number of ranks
+    per node in the run), so world size n is n times the compute of world size 1, as
+    with GPUs: otherwise world size 1 would use every core and efficiency would be
+    measured against it."""
+    if settings.threads:
+        return settings
+    local = max((c.world_size // settings.nnodes for c in cases
+                 if c.strategy != "none" and c.device == "cpu"), default=1)
+    return replace(settings, threads=max(1, (os.cpu_count() or 1) // local))
+
+
 def launch(case: Case, settings, workdir: Path | None = None, timeout_s: float = 1800,
-           python: str = sys.executable, src: Path | None = None) -> tuple[str, object]:
-    """Run ``case`` under torchrun: ("ok", record), ("skipped", reason) or ("failed",
-    one-line reason). ``workdir`` holds the request, the result and each failed rank's
-    error (a temporary folder when None; on several nodes, a folder they all see). The
-    ranks run ``python`` with the ``resnets`` package in ``src`` (the gate's sides;
-    None: the installed one)."""
+           python: str = sys.executable, src: Path | None = None) -> Outcome:
+    """Run ``case`` under torchrun; a failure's reason is one line. ``workdir`` holds the
+    request, the result and each failed rank's error (a temporary folder when None; on
+    several nodes, a folder they all see). The ranks run ``python`` with the ``resnets``
+    package in ``src`` (the gate's sides; None: the installed one)."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="resnets-ddp-") as tmp:
             return launch(case, settings, Path(tmp), timeout_s, python, src)
-    from ..schema import from_dict
-
     workdir.mkdir(parents=True, exist_ok=True)
     request, out = workdir / REQUEST, workdir / "result.json"
     for stale in (out, *workdir.glob("error-rank*.txt")):
@@ -92,13 +109,13 @@ def launch(case: Case, settings, workdir: Path | None = None, timeout_s: float =
             filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
     proc = _torchrun(torchrun_command(case, settings, request, out, python), timeout_s, env)
     if isinstance(proc, str):
-        return "failed", proc
+        return Outcome.failed(proc)
     if proc.returncode != 0 or not out.is_file():
-        return "failed", _failure(proc, workdir)
-    reply = json.loads(out.read_text())
-    if reply.get("outcome") == "skipped":
-        return "skipped", reply["reason"]
-    return "ok", from_dict(reply["record"], reply["samples"])
+        return Outcome.failed(_failure(proc, workdir))
+    try:
+        return Outcome.from_json(out.read_text())
+    except SchemaError as exc:
+        return Outcome.failed(f"rank 0 wrote an unreadable result: {exc}")
 
 
 def _torchrun(cmd: list[str], timeout_s: float, env: dict | None = None):
@@ -231,42 +248,58 @@ def _comm_seconds(case: Case, grad_bytes: int, device) -> tuple[float, float, st
                       f"{'2(n-1)/n' if case.strategy == 'ddp' else '(n-1)/n per collective'}")
 
 
-def _timed_steps(step, sync, seconds: float, min_steps: int, device=None) -> list[float]:
-    """Per-step seconds, for ``seconds`` and at least ``min_steps``. With ``device``, every
-    rank takes the same number of steps: rank 0's clock decides, broadcast after each
-    (untimed) step. On its own clock a rank could take one step more than another, and
-    that step's collectives would meet the other's next ones: a hang until the timeout
-    (seen once: gloo "Timed out waiting 300000ms for recv", DDP on a busy CPU)."""
+# Stop decisions, as rank 0 broadcasts them (None: go on).
+DECISIONS = (None, "ci", "budget", "max_rounds", "warm")
+
+
+class RankZeroDecides:
+    """The timer's stop hook on a rank (``timer.Agreement``): rank 0's decision, broadcast
+    to all once per ``every`` steps (outside the timed region). On its own clock a rank
+    could take one step more than another, and that step's collectives (DDP's all-reduce,
+    FSDP's gathers, DDP's BatchNorm-buffer broadcast, sent even under ``no_sync``) would
+    meet the other's next ones: a hang until the timeout (seen once: gloo "Timed out
+    waiting 300000ms for recv", DDP on a busy CPU)."""
+
+    every = 5
+
+    def __init__(self, device):
+        import torch
+
+        self._flag = torch.zeros(1, dtype=torch.int32, device=device)
+
+    def decide(self, local: str | None) -> str | None:
+        import torch.distributed as dist
+
+        self._flag.fill_(DECISIONS.index(local))
+        dist.broadcast(self._flag, src=0)
+        return DECISIONS[int(self._flag.item())]
+
+
+class Rank:
+    """What a torchrun rank adds to the engine (``runner.CaseRun(..., rank=)``): its index
+    (its seed offset), the model wrapped for the strategy, and the agreed stop hook."""
+
+    def __init__(self, case: Case, device):
+        self.case, self.device = case, device
+        self.index = int(os.environ.get("RANK", 0))
+        self.agreement = RankZeroDecides(device)
+        self.module = None
+        self.grad_bytes = 0
+
+    def wrap(self, model):
+        """DDP or FSDP2 around ``model``, after noting the full gradients' size."""
+        self.grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        self.module = _wrap(model, self.case, self.device)
+        return self.module
+
+
+def run_rank(case: Case, settings) -> Outcome | None:
+    """This rank's part of the case; rank 0 returns the outcome, the others None."""
     import torch
     import torch.distributed as dist
 
-    out, end = [], time.perf_counter() + seconds
-    go = torch.ones(1, dtype=torch.int32, device=device) if device is not None else None
-    while True:
-        t0 = time.perf_counter()
-        step()
-        sync()
-        out.append(time.perf_counter() - t0)
-        more = len(out) < min_steps or time.perf_counter() < end
-        if go is not None:
-            go.fill_(int(more))
-            dist.broadcast(go, src=0)
-            more = bool(go.item())
-        if not more:
-            return out
-
-
-def run_rank(case: Case, settings) -> dict | None:
-    """This rank's part of the case; rank 0 returns the reply, the others None."""
-    import torch
-    import torch.distributed as dist
-
-    from ..schema import Env, SpeedResult, Status, Timing
-    from ..stats import Measurement
-    from .env import environment
-    from .flops import count_flops
-    from .memory import LiveTensorBytes
-    from .workload import build, math_mode, runtime_skip_reason
+    from .runner import CaseRun, Skipped
+    from .timer import time_block
 
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
     n = int(os.environ["WORLD_SIZE"])
@@ -279,89 +312,58 @@ def run_rank(case: Case, settings) -> dict | None:
     dist.init_process_group("nccl" if cuda else "gloo",
                             timeout=datetime.timedelta(seconds=TIMEOUT_S))
     try:
-        reason = runtime_skip_reason(case)
-        if reason:
-            return {"outcome": "skipped", "reason": reason} if rank == 0 else None
         local_n = int(os.environ.get("LOCAL_WORLD_SIZE", n))
-        threads = settings.threads or max(1, (os.cpu_count() or 1) // local_n)
-        torch.set_num_threads(threads)
-        torch.set_flush_denormal(settings.flush_denormal)
-        single = Case(**{**case.key(), "input_shape": tuple(case.input_shape),
-                         "device": case.device, "world_size": 1, "strategy": "none"})
-        sync = torch.cuda.synchronize if cuda else (lambda: None)
-        with math_mode(case):
-            torch.manual_seed(settings.seed + rank)
-            work = build(single)
-            if cuda:
-                work.model.to(device)
-                work.inputs, work.targets = work.inputs.to(device), work.targets.to(device)
-            params = sum(p.numel() for p in work.model.parameters())
-            grad_bytes = sum(p.numel() * p.element_size() for p in work.model.parameters())
-            work.runner = _wrap(work.model, case, device)
-            if case.mode == "train":
-                from .workload import make_optimizer
-
-                work.optimizer, work.scaler = make_optimizer(single, work.runner)
-            policy = settings.policy
-            for _ in range(max(3, policy.warmup_rounds)):
-                work.step()
-            sync()
-            dist.barrier()
-            steps = _timed_steps(work.step, sync, policy.budget_s, max(3, policy.min_rounds),
-                                 device)
-            nosync = []
-            if case.strategy == "ddp" and case.mode == "train":
-                with work.runner.no_sync():  # forward still broadcasts BN buffers: agree
-                    nosync = _timed_steps(work.step, sync, policy.budget_s / 2, 3, device)
-            comm = _comm_seconds(case, grad_bytes, device) if case.mode == "train" else None
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-                work.step()
-                sync()
-                peak = torch.cuda.max_memory_allocated(device)
-            else:
-                tracker = LiveTensorBytes(work.tensors())
-                with tracker:
-                    work.step()
-                peak = tracker.peak
-        gathered = [None] * n
-        dist.all_gather_object(gathered, {"steps": steps, "nosync": nosync, "peak": peak})
+        settings = replace(settings, threads=settings.threads
+                           or max(1, (os.cpu_count() or 1) // local_n))
+        hooks = Rank(case, device)
+        try:
+            with CaseRun(case, settings, rank=hooks) as run:
+                run.time_adaptive()
+                nosync = []
+                if case.strategy == "ddp" and case.mode == "train":
+                    with hooks.module.no_sync():  # forward still broadcasts BN buffers
+                        nosync = time_block(run.work.step, case.device,
+                                            settings.policy.budget_s / 2, 3, hooks.agreement)
+                comm = (_comm_seconds(case, hooks.grad_bytes, device)
+                        if case.mode == "train" else None)
+                steps = _slowest([run.samples, nosync])
+                run.samples = steps[0]
+                record = run.finish()
+        except Skipped as exc:  # the same on every rank: the rules and the hardware agree
+            return Outcome.skipped(str(exc)) if rank == 0 else None
+        peaks = _gathered(record.peak_memory_bytes)
         if rank != 0:
             return None
-        rounds = min(len(g["steps"]) for g in gathered)
-        samples = [max(g["steps"][i] for g in gathered) for i in range(rounds)]
-        m = Measurement(tuple(samples))
-        flops = count_flops(case.model, case.mode, case.batch_size, case.input_shape)
-        record = SpeedResult(
-            case=case, status=Status.OK, samples=list(m.samples), time=m.summary(),
-            params=params, samples_per_s=n * case.batch_size / m.median, latency_s=m.median,
-            samples_per_s_per_device=case.batch_size / m.median,
-            peak_memory_bytes=max(g["peak"] for g in gathered),
-            memory_method=("per device, the largest over ranks: " +
-                           ("torch.cuda.max_memory_allocated" if cuda else
-                            "live tensor-storage bytes of one step")),
-            flops_fwd=flops["flops_fwd"], flops_step=flops["flops_step"],
-            flops_method=flops["flops_method"] + ", per device", grad_bytes=grad_bytes,
-            env=Env(**environment()),
-            timing=Timing(
-                method=f"one {case.strategy.upper()} step per sample on each of {n} ranks "
-                       f"(torchrun, {'nccl' if cuda else 'gloo'}); a step's time is the "
-                       "slowest rank's", clock="time.perf_counter per step, device synchronized",
-                rounds=m.rounds, stop_reason="budget", threads=threads,
-                budget_s=policy.budget_s, min_rounds=policy.min_rounds, seed=settings.seed))
-        if nosync:
-            record.compute_s = statistics.median(
-                max(g["nosync"][i] for g in gathered)
-                for i in range(min(len(g["nosync"]) for g in gathered)))
+        record.peak_memory_bytes = max(peaks)
+        record.memory_method = f"per device, the largest over ranks: {record.memory_method}"
+        record.grad_bytes = hooks.grad_bytes
+        if steps[1]:
+            record.compute_s = statistics.median(steps[1])
         if comm is not None:
             record.comm_s, record.busbw, record.comm_method = comm
             if record.compute_s is not None and comm[0] > 0:
-                exposed = max(0.0, m.median - record.compute_s)
+                exposed = max(0.0, record.latency_s - record.compute_s)
                 record.comm_hidden = min(1.0, max(0.0, 1 - exposed / comm[0]))
-        return {"outcome": "ok", "record": record.to_dict(), "samples": record.samples}
+        return Outcome.ok(record)
     finally:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
+
+
+def _gathered(value) -> list:
+    import torch.distributed as dist
+
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def _slowest(series: list[list[float]]) -> list[list[float]]:
+    """Each of this rank's step-time series, as the slowest rank's step by step (every
+    rank took the same steps: their stop decisions were agreed)."""
+    ranks = _gathered(series)
+    return [[max(r[k][i] for r in ranks) for i in range(min(len(r[k]) for r in ranks))]
+            for k in range(len(series))]
 
 
 def main(argv: list[str]) -> int:
@@ -374,16 +376,16 @@ def main(argv: list[str]) -> int:
     request = json.loads(request_path.read_text())
     rank = os.environ.get("RANK", "0")
     try:
-        reply = run_rank(Case.from_key(request["case"]), Settings.from_dict(request["settings"]))
+        outcome = run_rank(Case.from_key(request["case"]), Settings.from_dict(request["settings"]))
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         (out.parent / f"error-rank{rank}.txt").write_text(
             f"rank {rank}: {type(exc).__name__}: {first}\n")
         raise
-    if reply is not None:
+    if outcome is not None:
         from ..store import atomic_write_text
 
-        atomic_write_text(out, json.dumps(reply, allow_nan=False))
+        atomic_write_text(out, outcome.to_json())
     return 0
 
 

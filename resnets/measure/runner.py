@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..case import Case
+from ..outcome import Outcome
 from ..schema import Env, SpeedResult, Status, Timing
 from ..stats import Measurement
 from .busy import gpu_busy
@@ -97,18 +98,26 @@ class CaseRun:
     (build and warm up), timed rounds (``time_adaptive`` once, or ``block`` many times
     while another process times its own blocks in between: paired A/B timing), and
     ``finish`` (memory pass, FLOP count, the record). Use as a context manager: it holds
-    the case's math mode and frees its memory on exit."""
+    the case's math mode and frees its memory on exit.
 
-    def __init__(self, case: Case, settings: Settings = Settings()):
+    This is the only code that builds, warms up and times a case and makes its record;
+    every way a case runs wraps it: in process (``measure``), in an isolated worker or the
+    gate's pair worker (``worker.Session``), and on each torchrun rank of a data-parallel
+    case, whose ``Rank`` (``measure.distributed``) wraps the model in DDP or FSDP and
+    keeps the ranks' stop decisions agreed (``timer.Agreement``)."""
+
+    def __init__(self, case: Case, settings: Settings = Settings(), rank=None):
         reason = runtime_skip_reason(case)
-        if case.strategy != "none":
+        if not reason and case.strategy != "none" and rank is None:
             reason = "a data-parallel case runs under torchrun (measure.distributed.launch)"
         if reason:
             raise Skipped(reason)
-        self.case, self.settings = case, settings
+        self.case, self.settings, self.rank = case, settings, rank
+        self.agree = rank.agreement if rank is not None else None
         self.samples: list[float] = []
         self.blocks: list[int] = []
         self.timed: TimedSteps | None = None
+        self.compile_s: float | None = None
         self._cpu_s = self._wall_s = 0.0
         self._stack = contextlib.ExitStack()
 
@@ -121,7 +130,9 @@ class CaseRun:
         self._stack.callback(release_memory)
         try:
             t0 = time.perf_counter()
-            self.work = build(self.case, seed=self.settings.seed)
+            seed = self.settings.seed + (self.rank.index if self.rank else 0)
+            self.work = build(self.case.single(), seed=seed,
+                              wrap=self.rank.wrap if self.rank else None)
         except BaseException:
             self._stack.close()
             raise
@@ -130,7 +141,7 @@ class CaseRun:
         if self.case.input == "real":  # the step pulls its batch from a DataLoader first
             from .pipeline import Feed
 
-            self.feed = Feed(self.case, self.settings.seed)
+            self.feed = Feed(self.case, seed)
             self._stack.callback(self.feed.close)
             self.model_step = self.work.step
             self.work.step = self.feed.feeding(self.work)
@@ -142,26 +153,40 @@ class CaseRun:
 
     def time_adaptive(self) -> None:
         """Warm up and time until the policy says stop (the unpaired way)."""
-        self.timed = time_step(self.work.step, self.case.device, self.settings.policy)
+        with self._compiling():
+            self.timed = time_step(self.work.step, self.case.device, self.settings.policy,
+                                   self.agree)
         self.samples = list(self.timed.measurement.samples)
 
     def warm_up(self) -> None:
-        self.timed = time_step(self.work.step, self.case.device,
-                               replace(self.settings.policy, budget_s=0.0, min_rounds=1))
+        with self._compiling():
+            self.timed = time_step(self.work.step, self.case.device,
+                                   replace(self.settings.policy, budget_s=0.0, min_rounds=1),
+                                   self.agree)
 
     def block(self, seconds: float, min_steps: int = 1) -> list[float]:
         """One block of timed steps (after ``warm_up``); returns them and keeps them."""
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        samples = time_block(self.work.step, self.case.device, seconds, min_steps)
+        samples = time_block(self.work.step, self.case.device, seconds, min_steps, self.agree)
         self._cpu_s += time.process_time() - cpu0
         self._wall_s += time.perf_counter() - wall0
         self.samples += samples
         self.blocks.append(len(samples))
         return samples
 
+    @contextlib.contextmanager
+    def _compiling(self):
+        """Records the compiler's own seconds over the block (warm-up compiles)."""
+        before = compiler_seconds() if self.case.compile.startswith("compile") else None
+        yield
+        if before is not None:
+            after = compiler_seconds()
+            self.compile_s = after - before if after is not None else None
+
     def finish(self, **timing) -> SpeedResult:
         """Memory pass and FLOP count (both after all timing), then the record.
-        ``timing`` adds or overrides ``schema.Timing`` fields (paired runs' contention)."""
+        ``timing`` adds or overrides ``schema.Timing`` fields (paired runs' contention).
+        Every rank of a data-parallel case calls it (the memory pass steps together)."""
         case, work = self.case, self.work
         env = environment()  # inside math_mode: records the flags the case ran with
         pipeline = self._pipeline() if self.feed else {}
@@ -174,7 +199,6 @@ class CaseRun:
         return _record(self, env, {**memory, **busy, **pipeline}, flops, peak, params,
                        {"case_s": time.perf_counter() - self.started, **timing})
 
-
     def _pipeline(self) -> dict:
         """Loader alone and model alone, each for half the time budget (after the timed
         steps, so neither perturbs them): which of the two limits the case."""
@@ -183,9 +207,23 @@ class CaseRun:
         seconds = max(0.5, self.settings.policy.budget_s / 2)
         bs = self.case.batch_size
         loader = self.feed.loader_samples_per_s(seconds)
-        model = time_block(self.model_step, self.case.device, seconds, 3)
+        model = time_block(self.model_step, self.case.device, seconds, 3, self.agree)
         return verdict(bs / float(np.median(self.samples)), loader,
                        bs / float(np.median(model)))
+
+
+def compiler_seconds() -> float | None:
+    """Seconds torch.compile has spent compiling in this process so far: dynamo's own
+    timers for a compile (``_compile.compile_inner``, which includes inductor) and for
+    the lazily compiled backward (``...bw_compiler``); None where this torch has no such
+    timers (they are internal, ``torch._dynamo.utils.compilation_time_metrics``)."""
+    if "torch._dynamo" not in sys.modules:
+        return 0.0
+    metrics = getattr(sys.modules.get("torch._dynamo.utils"), "compilation_time_metrics", None)
+    if not isinstance(metrics, dict):
+        return None
+    return sum(sum(v) for k, v in metrics.items()
+               if k == "_compile.compile_inner" or k.endswith("bw_compiler"))
 
 
 def measure(case: Case, settings: Settings = Settings()) -> SpeedResult:
@@ -195,23 +233,45 @@ def measure(case: Case, settings: Settings = Settings()) -> SpeedResult:
         return run.finish()
 
 
+def run_case(case: Case, settings: Settings = Settings()) -> Outcome:
+    """``measure`` in this process, as an ``Outcome`` (never raises for the case's own
+    errors; Ctrl-C and SIGTERM still interrupt)."""
+    try:
+        return Outcome.ok(measure(case, settings))
+    except Skipped as exc:
+        return Outcome.skipped(str(exc))
+    except Exception as exc:
+        return Outcome.of_error(exc)
+
+
+STEP = {"infer": "inference_mode forward",
+        "train": "zero_grad+forward+cross_entropy+backward+SGD(momentum) step"}
+
+
 def _record(run: CaseRun, env: dict, memory: dict, flops: dict, peak: dict, params: int,
             extra_timing: dict) -> SpeedResult:
     case, timed = run.case, run.timed
     m = Measurement(tuple(run.samples))
     flops_step = flops.get("flops_step")
-    achieved = flops_step / m.median if flops_step else None
+    achieved = flops_step / m.median if flops_step else None  # per device
     attainable = peak["attainable_flops_per_s"]
     paired = bool(run.blocks)
     wall = run._wall_s if paired else timed.wall_s
     cpu = run._cpu_s if paired else timed.process_cpu_s
+    method = "one step per sample: " + STEP[case.mode]
+    parallel = {}
+    if case.strategy != "none":
+        method += (f", {case.strategy.upper()} on each of {case.world_size} ranks (torchrun, "
+                   f"{'nccl' if case.device == 'cuda' else 'gloo'}); a step's time is the "
+                   "slowest rank's, and rank 0 decides when to stop for all")
+        parallel = {"samples_per_s_per_device": case.batch_size / m.median}
+        if flops.get("flops_method"):
+            flops = {**flops, "flops_method": flops["flops_method"] + ", per device"}
     timing = Timing(
-        method="one step per sample: " + ("inference_mode forward" if case.mode == "infer"
-                else "zero_grad+forward+cross_entropy+backward+SGD(momentum) step"),
-        clock=timed.clock, rounds=m.rounds,
+        method=method, clock=timed.clock, rounds=m.rounds,
         stop_reason="paired blocks" if paired else timed.stop_reason,
-        warmup_rounds=timed.warmup_rounds, warmup_s=timed.warmup_s, cold_s=timed.first_step_s,
-        compile_s=timed.first_step_s if case.compile.startswith("compile") else None,
+        warmup_rounds=timed.warmup_rounds, warmup_s=timed.warmup_s,
+        first_step_s=timed.first_step_s, compile_s=run.compile_s,
         compile_cache=(COLD_CACHE if case.compile.startswith("compile") else None),
         setup_s=run.setup_s, wall_s=wall,
         # Contention check: a CPU case that used far fewer cores than its threads, or ran
@@ -223,10 +283,11 @@ def _record(run: CaseRun, env: dict, memory: dict, flops: dict, peak: dict, para
     timing = replace(timing, **extra_timing)
     return SpeedResult(
         case=case, status=Status.OK, samples=list(m.samples), timing=timing, env=Env(**env),
-        time=m.summary(), params=params, samples_per_s=case.batch_size / m.median,
+        time=m.summary(), params=params,
+        samples_per_s=case.world_size * case.batch_size / m.median,
         latency_s=m.median, **memory, **flops, achieved_flops_per_s=achieved, **peak,
         utilization=achieved / attainable if achieved and attainable else None,
-        blocks=run.blocks or None)
+        blocks=run.blocks or None, **parallel)
 
 
 def release_memory() -> None:

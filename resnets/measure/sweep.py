@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from ..case import Case
+from ..outcome import Outcome
 
 KNEE_SHARE = 0.95
 PLATEAU_GAIN = 0.02
@@ -45,11 +46,11 @@ def knee(points: list[tuple[int, float]]) -> int | None:
     return min(b for b, sps in points if sps >= KNEE_SHARE * best)
 
 
-def run(case: Case, measure: Callable[[Case], tuple[str, object]],
-        ceiling: int | None = None) -> Iterator[tuple[Case, str, object]]:
-    """Measure the sweep's points in order, yielding (case, outcome, record or reason);
-    the records of successful points get ``knee_batch`` once the sweep is over, so they
-    are yielded together at the end (failed and skipped points as they happen)."""
+def run(case: Case, measure: Callable[[Case], Outcome],
+        ceiling: int | None = None) -> Iterator[tuple[Case, Outcome]]:
+    """Measure the sweep's points in order, yielding (case, outcome); the records of
+    successful points get ``knee_batch`` once the sweep is over, so they are yielded
+    together at the end (failed and skipped points as they happen)."""
     if ceiling is None:
         if case.device == "cuda":
             from .maxbatch import max_batch_size
@@ -64,11 +65,12 @@ def run(case: Case, measure: Callable[[Case], tuple[str, object]],
         if stopped and b != case.batch_size:
             continue
         point = replace(case, batch_size=b)
-        outcome, result = measure(point)
-        if outcome != "ok":
-            yield point, outcome, result
-            stopped = stopped or outcome == "failed"
+        outcome = measure(point)
+        if not outcome.is_ok:
+            yield point, outcome
+            stopped = stopped or outcome.status == "failed"
             continue
+        result = outcome.record
         if done:
             gains.append(result.samples_per_s / done[-1][1].samples_per_s - 1)
         done.append((point, result))
@@ -77,4 +79,4 @@ def run(case: Case, measure: Callable[[Case], tuple[str, object]],
     k = knee([(p.batch_size, r.samples_per_s) for p, r in done])
     for point, result in done:
         result.knee_batch, result.sweep_method = k, METHOD
-        yield point, "ok", result
+        yield point, Outcome.ok(result)

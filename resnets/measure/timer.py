@@ -4,6 +4,12 @@ CPU steps are timed with ``time.perf_counter`` around each call. CUDA steps are 
 a pair of CUDA events around each call, recorded on the stream with no per-step
 synchronize (which would idle the GPU between steps and distort the steady state); the
 events are read after a synchronize every ``check_every`` rounds. GC is off while timing.
+
+Every decision to stop (warm-up done, timing done, a block over) can go through an
+``Agreement``: a stop hook that sees this process's decision and returns the one to act
+on. A data-parallel rank's hook returns rank 0's (``measure.distributed``), so every rank
+takes the same number of steps and their collectives stay matched; it is asked once per
+``every`` steps, outside the timed region. Without one, a decision is this process's own.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..stats import Measurement
 from .device import synchronizer
@@ -41,6 +48,15 @@ class TimingPolicy:
                 "min_warmup_rounds": self.warmup_rounds, "min_warmup_s": self.warmup_s}
 
 
+class Agreement(Protocol):
+    """A stop hook shared by processes that must step together."""
+
+    every: int   # steps between decisions (CPU; CUDA decides every ``check_every`` steps)
+
+    def decide(self, local: str | None) -> str | None:
+        """The decision to act on, given this process's (a stop reason, or None: go on)."""
+
+
 @dataclass(frozen=True)
 class TimedSteps:
     measurement: Measurement
@@ -56,28 +72,36 @@ class TimedSteps:
     steal_cores: float | None = None   # cores the hypervisor gave to someone else
 
 
-def warm_up(step: Callable[[], None], policy: TimingPolicy,
-            sync: Callable[[], None]) -> tuple[int, float, float]:
+def warm_up(step: Callable[[], None], policy: TimingPolicy, sync: Callable[[], None],
+            agree: Agreement | None = None) -> tuple[int, float, float]:
     """Run ``step`` until the warm-up policy is met; return (rounds, seconds, first step s)."""
     start = time.perf_counter()
     step()
     sync()
     first = time.perf_counter() - start
     rounds = 1
-    while rounds < policy.warmup_rounds or time.perf_counter() - start - first < policy.warmup_s:
+    while True:
+        done = rounds >= policy.warmup_rounds and (
+            time.perf_counter() - start - first >= policy.warmup_s or rounds > 1000)
+        if agree is None or rounds % agree.every == 0:  # the same steps on every rank
+            done = _decide(agree, "warm" if done else None) is not None
+            if done:
+                break
         step()
         rounds += 1
-        if rounds >= policy.warmup_rounds and rounds > 1000:
-            break
     sync()
     return rounds, time.perf_counter() - start, first
 
 
-def timed_rounds(step, device: str, policy: TimingPolicy,
-                 deadline: float) -> tuple[list[float], str]:
+def _decide(agree: Agreement | None, local: str | None) -> str | None:
+    return local if agree is None else agree.decide(local)
+
+
+def timed_rounds(step, device: str, policy: TimingPolicy, deadline: float,
+                 agree: Agreement | None = None) -> tuple[list[float], str]:
     """Time steps until ``policy`` (or ``deadline``) says stop: (samples, stop reason)."""
     rounds = _cuda_rounds if device == "cuda" else _cpu_rounds
-    return rounds(step, policy, deadline)
+    return rounds(step, policy, deadline, agree)
 
 
 def clock_name(device: str) -> str:
@@ -85,19 +109,23 @@ def clock_name(device: str) -> str:
             else "time.perf_counter per step")
 
 
-def _cpu_rounds(step, policy: TimingPolicy, deadline: float) -> tuple[list[float], str]:
+def _cpu_rounds(step, policy: TimingPolicy, deadline: float,
+                agree: Agreement | None) -> tuple[list[float], str]:
     samples: list[float] = []
     clock = time.perf_counter
+    every = agree.every if agree else 1
     while True:
         t0 = clock()
         step()
         samples.append(clock() - t0)
-        reason = _stop(samples, policy, deadline)
-        if reason:
-            return samples, reason
+        if len(samples) % every == 0:
+            reason = _decide(agree, _stop(samples, policy, deadline))
+            if reason:
+                return samples, reason
 
 
-def _cuda_rounds(step, policy: TimingPolicy, deadline: float, check_every: int = 10):
+def _cuda_rounds(step, policy: TimingPolicy, deadline: float, agree: Agreement | None,
+                 check_every: int = 10):
     import torch
 
     samples: list[float] = []
@@ -112,7 +140,7 @@ def _cuda_rounds(step, policy: TimingPolicy, deadline: float, check_every: int =
         torch.cuda.synchronize()
         # Keep every sample already paid for, then decide once per batch.
         samples += [start.elapsed_time(end) / 1e3 for start, end in events]
-        reason = _stop(samples, policy, deadline)
+        reason = _decide(agree, _stop(samples, policy, deadline))
         if reason:
             return samples, reason
 
@@ -134,17 +162,18 @@ def _stop(samples: list[float], policy: TimingPolicy, deadline: float) -> str | 
 
 
 def time_step(step: Callable[[], None], device: str = "cpu",
-              policy: TimingPolicy = TimingPolicy()) -> TimedSteps:
+              policy: TimingPolicy = TimingPolicy(),
+              agree: Agreement | None = None) -> TimedSteps:
     """Warm up, then adaptive rounds (see ``TimingPolicy``); GC is off throughout."""
     sync = synchronizer(device)
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        w_rounds, w_s, first = warm_up(step, policy, sync)
+        w_rounds, w_s, first = warm_up(step, policy, sync, agree)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         cpu0, snap0 = time.process_time(), Snapshot.now()
-        samples, reason = timed_rounds(step, device, policy, snap0.wall + policy.budget_s)
+        samples, reason = timed_rounds(step, device, policy, snap0.wall + policy.budget_s, agree)
         cpu, snap1 = time.process_time() - cpu0, Snapshot.now()
     finally:
         if gc_was_enabled:
@@ -155,14 +184,15 @@ def time_step(step: Callable[[], None], device: str = "cpu",
 
 
 def time_block(step: Callable[[], None], device: str, seconds: float,
-               min_steps: int = 1) -> list[float]:
-    """One block of steps for paired timing: at least ``min_steps`` (up to 3), then until
-    ``seconds`` are spent. GC is off while it runs."""
+               min_steps: int = 1, agree: Agreement | None = None) -> list[float]:
+    """One block of steps (paired timing, and the extra timings after a case's rounds):
+    at least ``min_steps`` (up to 3), then until ``seconds`` are spent. GC is off while
+    it runs."""
     policy = TimingPolicy(rel_ci=-1.0, budget_s=seconds, min_rounds=max(1, min_steps))
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        samples, _ = timed_rounds(step, device, policy, time.perf_counter() + seconds)
+        samples, _ = timed_rounds(step, device, policy, time.perf_counter() + seconds, agree)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -1,20 +1,18 @@
-"""Measure cases in this process or in a fresh one, one at a time or paired.
+"""Measure a case in a fresh process: the isolated worker and the gate's side worker.
 
-``measure_case`` measures one case here. As a program, the worker measures in a fresh
-process, which gives each case a clean CUDA context, an empty caching allocator and
-default global flags:
+A fresh process gives each case a clean CUDA context, an empty caching allocator and
+default global flags. Both forms run the one engine (``runner.CaseRun``) and answer with
+an ``Outcome``'s JSON (``resnets.outcome``):
 
 * ``python -m resnets.measure.worker`` (``--bench-isolate``) reads ``{"case": ...,
-  "settings": ...}`` on stdin and writes one JSON line: ``{"outcome": "ok", "record":
-  ..., "samples": [...]}`` or ``{"outcome": "skipped" | "failed", "reason": ...}``.
+  "settings": ...}`` on stdin and writes one JSON line, the outcome.
 * ``python -m resnets.measure.worker --serve`` (paired timing, ``resnets.paired``) reads
   one JSON command per line and answers each with one line: ``{"op": "start", "case",
-  "settings"}`` builds and warms up a case (``ready``, ``skipped`` or ``failed``);
-  ``{"op": "block", "seconds", "min_steps"}`` times a block of steps (``{"samples",
-  "cpu_s"}``); ``{"op": "finish", "timing"}`` measures memory and FLOPs and returns the
-  record like the one-shot form; ``{"op": "drop"}`` abandons the case; ``{"op":
-  "hello"}`` says which ``resnets`` it imported;
-  end of input ends the worker. Kept small and stable:
+  "settings"}`` builds and warms up a case (``{"outcome": "ready"}``, or a skipped or
+  failed outcome); ``{"op": "block", "seconds", "min_steps"}`` times a block of steps
+  (``{"samples", "cpu_s"}``); ``{"op": "finish", "timing"}`` measures memory and FLOPs and
+  returns the outcome; ``{"op": "drop"}`` abandons the case; ``{"op": "hello"}`` says
+  which ``resnets`` it imported; end of input ends the worker. Kept small and stable:
   the gate runs the merge-base's worker beside the head's.
 """
 from __future__ import annotations
@@ -23,33 +21,7 @@ import json
 import sys
 import time
 
-from ..schema import SpeedResult, from_dict
-
-
-def measure_case(case, settings) -> tuple[str, SpeedResult | str]:
-    """("ok", record), ("skipped", reason) or ("failed", reason)."""
-    from .runner import Skipped, measure
-
-    try:
-        return "ok", measure(case, settings)
-    except Skipped as exc:
-        return "skipped", str(exc)
-    except Exception as exc:
-        return "failed", f"{type(exc).__name__}: {exc}"
-
-
-def reply(outcome: str, result) -> str:
-    if outcome == "ok":
-        return json.dumps({"outcome": outcome, "record": result.to_dict(),
-                           "samples": result.samples}, allow_nan=False)
-    return json.dumps({"outcome": outcome, "reason": result})
-
-
-def read_reply(line: str) -> tuple[str, SpeedResult | str]:
-    d = json.loads(line)
-    if d["outcome"] == "ok":
-        return "ok", from_dict(d["record"], d["samples"])
-    return d["outcome"], d["reason"]
+from ..outcome import Outcome
 
 
 class Session:
@@ -90,14 +62,14 @@ class Session:
             if op == "finish":
                 record = self.run.finish(**cmd.get("timing", {}))
                 self._close()
-                return json.loads(reply("ok", record))
-            return {"outcome": "failed", "reason": f"unknown command {op!r}"}
+                return Outcome.ok(record).to_dict()
+            return Outcome.failed(f"unknown command {op!r}").to_dict()
         except Skipped as exc:
             self.run = None
-            return {"outcome": "skipped", "reason": str(exc)}
+            return Outcome.skipped(str(exc)).to_dict()
         except Exception as exc:
             self._close()
-            return {"outcome": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+            return Outcome.of_error(exc).to_dict()
 
 
 def serve(lines, write) -> None:
@@ -114,15 +86,14 @@ def write_line(text: str) -> None:
 
 def main(argv: list[str]) -> int:
     from ..case import Case
-    from .runner import Settings
+    from .runner import Settings, run_case
 
     if argv[:1] == ["--serve"]:
         serve(sys.stdin, write_line)
         return 0
     request = json.loads(sys.stdin.read())
-    outcome, result = measure_case(Case.from_key(request["case"]),
-                                   Settings.from_dict(request["settings"]))
-    sys.stdout.write(reply(outcome, result) + "\n")
+    outcome = run_case(Case.from_key(request["case"]), Settings.from_dict(request["settings"]))
+    sys.stdout.write(outcome.to_json() + "\n")
     return 0
 
 

@@ -9,6 +9,7 @@ switches forced *off* for fp32, so fp32 on CUDA really is fp32).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -94,6 +95,7 @@ class Workload:
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
     step: Callable[[], None] = field(init=False)
+    output: torch.Tensor | None = None   # a captured inference graph's static output
 
     def __post_init__(self):
         self.step = self._train_step if self.case.mode == "train" else self._infer_step
@@ -166,20 +168,26 @@ def compiled(case: Case, model: nn.Module) -> Callable:
 
 
 def capture(work: Workload, warmup: int = 3) -> Callable[[], None]:
-    """The step recorded once into a CUDA graph and replayed, as PyTorch documents it:
-    static inputs (the workload's own tensors), a few warm-up steps on a side stream so
-    lazy initialization happens outside the graph, then capture. Inference captures the
-    forward; training the whole step (zero_grad with set_to_none=False, so gradients
-    keep their addresses, forward, loss, backward, optimizer step)."""
+    """The step recorded once into a CUDA graph and replayed, as PyTorch documents
+    whole-network capture: static inputs (the workload's own tensors), a few warm-up steps
+    on a side stream (lazy initialization and the optimizer's state happen outside the
+    graph), gradients set to None before capture (so backward allocates them from the
+    graph's pool and each replay writes, never accumulates, them), then capture of the
+    forward (inference) or of forward, loss, backward and optimizer step (training).
+    Before it is timed, the graph checks itself (``check_replay``): two replays must land
+    where two eager steps from the same start do; a graph that does not raises
+    ``CaptureMismatch`` (the case fails with that reason)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(warmup):
             work.step()
     torch.cuda.current_stream().wait_stream(side)
+    start = snapshot(work)
+    eager = _eager_twin(work)
     graph = torch.cuda.CUDAGraph()
     if work.case.mode == "train":
-        work.optimizer.zero_grad(set_to_none=False)
+        work.optimizer.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
             with autocast(work.case):
                 loss = F.cross_entropy(work.runner(work.inputs), work.targets)
@@ -187,12 +195,86 @@ def capture(work: Workload, warmup: int = 3) -> Callable[[], None]:
             work.optimizer.step()
     else:
         with torch.inference_mode(), torch.cuda.graph(graph), autocast(work.case):
-            work.runner(work.inputs)
+            work.output = work.runner(work.inputs)
+    check_replay(work, graph.replay, eager, start)
     return graph.replay
 
 
-def build(case: Case, seed: int = 0) -> Workload:
-    """Model, data and step for ``case``, everything already on the case's device."""
+class CaptureMismatch(RuntimeError):
+    """A captured step that does not do what the eager step does."""
+
+
+# How far a replay may land from the eager step: kernels may differ in the last bits (and
+# autocast rounds to 8 mantissa bits), a wrong graph misses by whole steps.
+REPLAY_RTOL = {"fp32": 1e-4, "default": 2e-3, "tf32": 2e-3, "bf16": 2e-2, "fp16": 5e-3}
+
+
+def snapshot(work: Workload) -> list[torch.Tensor]:
+    """Copies of the state a step changes (weights, buffers, optimizer state), in order."""
+    return [t.detach().clone() for t in _state(work)]
+
+
+def restore(work: Workload, saved: list[torch.Tensor]) -> None:
+    """Put ``snapshot``'s values back in place (a graph holds these tensors' addresses)."""
+    with torch.no_grad():
+        for t, s in zip(_state(work), saved):
+            t.copy_(s)
+
+
+def _state(work: Workload) -> list[torch.Tensor]:
+    out = [*work.model.parameters(), *work.model.buffers()]
+    if work.optimizer is not None:
+        out += [v for group in work.optimizer.param_groups for p in group["params"]
+                for v in work.optimizer.state.get(p, {}).values() if torch.is_tensor(v)]
+    return out
+
+
+def _eager_twin(work: Workload, steps: int = 2) -> list[torch.Tensor]:
+    """What ``steps`` eager steps from the current state give (the weights after them in
+    training, the output in inference); the state is put back after."""
+    start = snapshot(work)
+    if work.case.mode == "train":
+        for _ in range(steps):
+            work.step()
+        out = [p.detach().clone() for p in work.model.parameters()]
+    else:
+        with torch.inference_mode(), autocast(work.case):
+            out = [work.runner(work.inputs).detach().clone()]
+    restore(work, start)
+    return out
+
+
+def check_replay(work: Workload, replay: Callable[[], None], eager: list[torch.Tensor],
+                 start: list[torch.Tensor], steps: int = 2) -> None:
+    """Run ``replay`` ``steps`` times from ``start`` and compare with ``eager`` (the
+    weights after as many eager steps, or the eager output); put ``start`` back after.
+    Raises ``CaptureMismatch`` naming the largest relative difference."""
+    restore(work, start)
+    for _ in range(steps if work.case.mode == "train" else 1):
+        replay()
+    got = (list(work.model.parameters()) if work.case.mode == "train" else [work.output])
+    rtol = REPLAY_RTOL[work.case.precision]
+    worst = max(_relative(g, e) for g, e in zip(got, eager))
+    restore(work, start)
+    if not worst <= rtol:
+        what = f"{steps} replays" if work.case.mode == "train" else "a replay"
+        raise CaptureMismatch(f"the captured step is not the eager step: after {what} the "
+                              f"{'weights' if work.case.mode == 'train' else 'output'} differ "
+                              f"by {worst:.2g} (relative; tolerance {rtol:g})")
+
+
+def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Largest difference relative to the largest value (NaN counts as infinitely far)."""
+    got, want = got.detach().float(), want.detach().float()
+    diff = float((got - want).abs().max())
+    return diff / max(float(want.abs().max()), 1e-12) if diff == diff else math.inf
+
+
+def build(case: Case, seed: int = 0, wrap: Callable[[nn.Module], nn.Module] | None = None
+          ) -> Workload:
+    """Model, data and step for ``case``, everything already on the case's device.
+    ``wrap`` (a data-parallel rank's DDP or FSDP) wraps the model before it is compiled
+    and before the optimizer takes its parameters (FSDP replaces them by shards)."""
     check_input_shape(case)
     torch.manual_seed(seed)
     model = build_model(case)
@@ -200,10 +282,11 @@ def build(case: Case, seed: int = 0) -> Workload:
     inputs = torch.randn(case.batch_size, *case.input_shape, device=case.device)
     inputs = inputs.contiguous(memory_format=memory_format(case))
     targets = torch.randint(0, num_classes, (case.batch_size,), device=case.device)
+    module = wrap(model) if wrap is not None else model
     optimizer = scaler = None
     if case.mode == "train":
-        optimizer, scaler = make_optimizer(case, model)
-    work = Workload(case, model, compiled(case, model), inputs, targets, optimizer, scaler)
+        optimizer, scaler = make_optimizer(case, module)
+    work = Workload(case, model, compiled(case, module), inputs, targets, optimizer, scaler)
     if case.compile == "cudagraph":
         work.step = capture(work)
     return work

@@ -12,20 +12,30 @@ A new table is a function in ``tables.py`` plus a line in ``build.table_sections
 plot is a function in ``plots.py`` plus a line in ``PLOTS``. A new metric needs neither
 (``resnets.schema``).
 """
-from ..results import ResultsError, load
+from .. import results
+from ..results import ResultsError
 from .advice import advise, speedups
 from .build import write_report
 from .tables import (
-                     cases_table,
-                     convergence_table,
-                     environment_table,
-                     layer_table,
-                     method_table,
-                     missing_table,
-                     models_table,
-                     speedup_matrix,
-                     torchvision_table,
+    cases_table,
+    convergence_table,
+    environment_table,
+    layer_table,
+    method_table,
+    missing_table,
+    models_table,
+    speedup_matrix,
+    torchvision_table,
 )
+
+
+def load(paths, strict: bool = False):
+    """``results.load`` and each row's level statistics, computed once
+    (``frame.with_levels``): what every table, plot and piece of advice reads."""
+    from .frame import with_levels
+
+    return with_levels(results.load(paths, strict=strict))
+
 
 __all__ = ["ResultsError", "load", "write_report", "advise", "speedups", "models_table",
            "speedup_matrix", "torchvision_table", "cases_table", "convergence_table",

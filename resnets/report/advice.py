@@ -31,7 +31,8 @@ import pandas as pd
 
 from ..compare.noise import BUSY_CORES
 from ..errors import UserError
-from .frame import ROW_KEYS, Z95, baseline_for, shown, sort_rows, speed, variant_order
+from ..stats import log_interval
+from .frame import ROW_KEYS, baseline_for, shown, sort_rows, speed, variant_order
 
 # Without a measured GPU-busy share: a CUDA case this far below its attainable FLOP/s is
 # taken as launch-bound (on the H100 reference, LeNet-BN and ResNet-20 ran at <= 0.5%
@@ -58,17 +59,17 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
             continue
         b = base.iloc[0]
         for _, r in group.iterrows():
-            d = math.log(r["samples_per_s"] / b["samples_per_s"])
             se = math.hypot(r["level_se"], b["level_se"]) if r["variant"] != base_name else 0.0
-            low, high = math.exp(d - Z95 * se), math.exp(d + Z95 * se)
+            ratio, low, high = log_interval(math.log(r["samples_per_s"] / b["samples_per_s"]),
+                                            se)
             rows.append({**{k: r[k] for k in ROW_KEYS}, "variant": r["variant"],
                          "baseline": base_name, "samples_per_s": r["samples_per_s"],
                          "sps_low": r["sps_low"], "sps_high": r["sps_high"],
-                         "speedup": math.exp(d), "speedup_low": low, "speedup_high": high,
+                         "speedup": ratio, "speedup_low": low, "speedup_high": high,
                          "within_noise": bool(low <= 1 <= high) and r["variant"] != base_name,
                          "peak_memory_bytes": r["peak_memory_bytes"],
                          "launch_bound": launch_bound(r), "busy": _busy(r, b),
-                         "compile_s": r["timing_compile_s"], "latency_s": r["latency_s"],
+                         "first_step_s": r["timing_first_step_s"], "latency_s": r["latency_s"],
                          "memory_format": r["memory_format"], "precision": r["precision"],
                          "compile": r["compile"]})
     return pd.DataFrame(rows)
@@ -102,16 +103,7 @@ def _num(v: float) -> str:
 
 @dataclass
 class Advice:
-    model: str
-    mode: str
-    device: str
-    batch_size: int
-    input_shape: str
-    world_size: int = 1
-    strategy: str = "none"
-    bucket_mb: int | None = None
-    input: str = "synthetic"
-    workers: int = 0
+    key: dict                         # the row group: ``case.ROW_KEYS`` -> value
     baseline: str = ""
     pick: str | None = None           # the variant to use, or None: no clear winner
     speedup: float = 1.0
@@ -121,12 +113,19 @@ class Advice:
     sps_low: float = 0.0
     sps_high: float = 0.0
     memory_ratio: float | None = None  # pick's peak memory / baseline's
-    compile_s: float | None = None
+    compile_cost_s: float | None = None   # once: the compiled case's first step, compiling included
     breakeven_steps: float | None = None  # steps until compiling pays off (inf: never)
     slower: list[tuple[str, float, float, float]] = field(default_factory=list)
     unclear: list[str] = field(default_factory=list)  # faster or slower within noise
     loaded: list[str] = field(default_factory=list)   # measured under load: not judged
     note: str | None = None
+
+    def __getattr__(self, name: str):
+        """The row group's values read as attributes: ``a.model``, ``a.batch_size``."""
+        key = self.__dict__.get("key") or {}
+        if name in key:
+            return key[name]
+        raise AttributeError(name)
 
     @property
     def verdict(self) -> str:
@@ -147,7 +146,8 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
         return out
     for key, g in table.groupby(ROW_KEYS, sort=False, dropna=False):
         base = g[g["variant"] == g["baseline"]].iloc[0]
-        a = Advice(*key, baseline=base["baseline"], samples_per_s=base["samples_per_s"],
+        a = Advice(dict(zip(ROW_KEYS, key)), baseline=base["baseline"],
+                   samples_per_s=base["samples_per_s"],
                    sps_low=base["sps_low"], sps_high=base["sps_high"])
         loaded = g[g["busy"] > BUSY_CORES]
         others = g[(g["variant"] != a.baseline) & (g["busy"] <= BUSY_CORES)]
@@ -176,7 +176,7 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
             if _positive(best["peak_memory_bytes"]) and _positive(base["peak_memory_bytes"]):
                 a.memory_ratio = best["peak_memory_bytes"] / base["peak_memory_bytes"]
             if best["compile"] == "compile":
-                a.compile_s, a.breakeven_steps = _breakeven(best, g)
+                a.compile_cost_s, a.breakeven_steps = _breakeven(best, g)
         if len(loaded) and not a.note:
             a.loaded = list(loaded["variant"])
         out.append(a)
@@ -184,11 +184,12 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
 
 
 def _breakeven(compiled, group) -> tuple[float | None, float | None]:
-    """(compile seconds, steps after which compiling paid for itself against the same
-    format and precision in eager mode; inf when the compiled step is not faster)."""
+    """(what compiling costs once: the compiled case's first step, which compiles; steps
+    after which that paid for itself against the same format and precision in eager
+    mode; inf when the compiled step is not faster)."""
     twin = group[(group["memory_format"] == compiled["memory_format"])
                  & (group["precision"] == compiled["precision"]) & (group["compile"] == "eager")]
-    cost = compiled["compile_s"]
+    cost = compiled["first_step_s"]
     if not _positive(cost):
         return None, None
     saved = twin.iloc[0]["latency_s"] - compiled["latency_s"] if len(twin) else math.nan
@@ -209,11 +210,11 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
         extra = []
         if a.memory_ratio is not None:
             extra.append(f"peak memory {a.memory_ratio:.2f}× the baseline's")
-        if a.compile_s is not None:
+        if a.compile_cost_s is not None:
             pays = ("never pays off" if a.breakeven_steps == math.inf else
                     f"pays off after {a.breakeven_steps:,.0f} steps"
                     if a.breakeven_steps is not None else "")
-            extra.append(f"compiles in {a.compile_s:.0f} s, {pays}".rstrip(", "))
+            extra.append(f"compiling takes {a.compile_cost_s:.0f} s once, {pays}".rstrip(", "))
         if a.note:
             extra.append(a.note)
         elif a.unclear and a.pick is None:
@@ -221,7 +222,7 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
         if a.loaded:
             extra.append(f"not judged, measured while other work kept cores busy (rerun): "
                          f"{', '.join(a.loaded)}")
-        rows.append({**_keys(a), "advice": a.verdict, "speed-up over " + "baseline":
+        rows.append({**a.key, "advice": a.verdict, "speed-up over " + "baseline":
                      interval(a.speedup, a.speedup_low, a.speedup_high)
                      if a.pick not in (None, a.baseline) else "—",
                      "baseline": a.baseline,
@@ -231,18 +232,12 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
     return shown(pd.DataFrame(rows))
 
 
-def _keys(a: Advice) -> dict:
-    return {"model": a.model, "device": a.device, "mode": a.mode, "batch_size": a.batch_size,
-            "input_shape": a.input_shape, "world_size": a.world_size, "strategy": a.strategy,
-            "bucket_mb": a.bucket_mb, "input": a.input, "workers": a.workers}
-
-
 def headline_rows(advice: list[Advice]) -> pd.DataFrame:
     """Per model, device, mode, batch and input: the best supported variant (or why
     there is none) with its throughput and speed-up, both with 95% intervals."""
     rows = []
     for a in advice:
-        rows.append({**_keys(a), "best": a.pick or a.verdict,
+        rows.append({**a.key, "best": a.pick or a.verdict,
                      "samples/s (95%)": interval(a.samples_per_s, a.sps_low, a.sps_high, ""),
                      "vs baseline (95%)": interval(a.speedup, a.speedup_low, a.speedup_high)
                      if a.pick not in (None, a.baseline) else "—"})

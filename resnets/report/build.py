@@ -13,13 +13,14 @@ to use; then the tables and plots that back it, then how the numbers were made.
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from .. import __version__
-from ..results import ResultsError, load
+from ..errors import UserError
+from ..results import ResultsError, load, run_folder
 from ..schema import KIND, STATUS, Kind, Status, blob_columns
 from ..store import atomic_write, atomic_write_text
 from ..text import csv_frame
@@ -27,7 +28,7 @@ from . import plots as _plots
 from . import tables as _tables
 from .advice import advice_rows, advise, headline_rows, speedups
 from .findings import findings_table
-from .frame import DEVICE_BASELINES, speed
+from .frame import DEVICE_BASELINES, speed, with_levels
 from .render import Section, html_page, markdown_page, markdown_table
 
 # Page order: these tables, then the plots, then the rest (detail and provenance).
@@ -208,23 +209,22 @@ def intro(df: pd.DataFrame, paths, missing: int = 0) -> list[str]:
 
 
 def expected_cases(df: pd.DataFrame) -> dict[str, set[str]]:
-    """Per run folder that recorded its options, the names of every case it selected
-    (so a case with no file at all is listed as missing). The shards of a run are one
-    run: together they selected the whole selection."""
-    from ..options import SUITE
-    from ..plan import select
+    """Per run, the names of every case its plan selected (``plan.PLAN_FILE``, written
+    before anything was measured), so a case with no file at all is listed as missing.
+    The shards of a run are one run: each shard's plan names the whole selection. A run
+    without a plan (older, or a single file) adds nothing; a damaged plan is skipped
+    with a warning, not silently."""
+    from ..plan import PLAN_FILE, Plan
 
-    out = {}
+    out: dict[str, set[str]] = {}
     for run, sources in df.groupby("run")["source"]:
-        folder = Path(sources.iloc[0]).parent.parent
-        try:
-            opts = json.loads((folder / "run-options.json").read_text())
-            full = {o.name: o.initial for o in SUITE} | {
-                k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
-            cases, trials = select({**full, "shard": None})
-        except Exception:
-            continue
-        out[run] = {c.id for c in cases} | {t.id for t in trials}
+        for folder in {run_folder(Path(p)) for p in sources} - {None}:
+            if not (folder / PLAN_FILE).exists():
+                continue
+            try:
+                out.setdefault(run, set()).update(Plan.load(folder / PLAN_FILE).selected)
+            except UserError as exc:
+                print(f"resnets: warning: {exc}", file=sys.stderr)
     return out
 
 
@@ -258,7 +258,7 @@ def write_report(paths, out_dir, baseline: str | None = None, strict: bool = Fal
     into ``out_dir`` and return ``out_dir``. Bad input raises a one-line ``UserError``
     before anything is written."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    df = load(paths, strict=strict)
+    df = with_levels(load(paths, strict=strict))
     if df.empty:
         raise ResultsError(f"{', '.join(map(str, paths))}: no resnets results in it "
                            "(an empty 'benchmarks' list)")

@@ -10,27 +10,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..case import CHOICES
+from ..case import CHOICES, DIMENSIONS, ROW_KEYS, VARIANTS
 from ..compare.noise import level_se
 from ..schema import KIND, SAMPLES, STATUS, Kind, Status
-from ..stats import normal_quantile
+from ..stats import log_interval
 
 DEFAULT_BASELINE = "contiguous-fp32-eager"
 # What a speed-up divides by when the user names no baseline: PyTorch's default numerics
 # (on CUDA, TF32 convolutions), else strict fp32, the default on CPU.
 DEVICE_BASELINES = {"cuda": ("contiguous-default-eager", DEFAULT_BASELINE),
                     "cpu": (DEFAULT_BASELINE,)}
-Z95 = normal_quantile(0.975)
-# The cases that differ only by variant (memory format, precision, compile).
-ROW_KEYS = ["model", "mode", "device", "batch_size", "input_shape", "world_size", "strategy",
-            "bucket_mb", "input", "workers"]
-# Row keys a table shows only when some row departs from the default (most runs are
-# single-process, on synthetic inputs).
-QUIET_KEYS = {"world_size": 1, "strategy": "none", "bucket_mb": None, "input": "synthetic",
-              "workers": 0}
-# Our column name -> the label a reader sees.
-SHOWN = {"batch_size": "batch", "input_shape": "input size", "world_size": "world size",
-         "bucket_mb": "bucket MiB", "input": "inputs", "workers": "loader workers"}
+# Row keys (``case.ROW_KEYS``: the cases that differ only by variant) a table shows only
+# when some row departs from the default (most runs are single-process, on synthetic
+# inputs), and the label a reader sees for each dimension: both from ``case.DIMENSIONS``.
+QUIET_KEYS = {name: d.default for name, d in DIMENSIONS.items() if d.quiet}
+SHOWN = {name: d.label for name, d in DIMENSIONS.items() if d.label}
+VARIANT_FIELDS = tuple(d.name for d in VARIANTS)
+# Per-row statistics ``speed`` adds, computed once per loaded frame.
+LEVEL_COLUMNS = ("level_se", "sps_low", "sps_high")
 
 
 def shown(df: pd.DataFrame) -> pd.DataFrame:
@@ -38,7 +35,23 @@ def shown(df: pd.DataFrame) -> pd.DataFrame:
     quiet = [k for k, default in QUIET_KEYS.items() if k in df
              and all((pd.isna(v) if default is None else v == default) for v in df[k])]
     return df.drop(columns=quiet).rename(columns=SHOWN).reset_index(drop=True)
-VARIANT_FIELDS = ("memory_format", "precision", "compile")
+
+
+def with_levels(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each successful speed row's level statistics (``LEVEL_COLUMNS``): the
+    standard error of its log level as another run would see it (``level_se``: its
+    median's uncertainty and the device's run-to-run shift, see
+    ``resnets.compare.noise``) and the 95% interval of its throughput. Done once, when
+    the report loads its frame; the tables read them."""
+    if df.empty or "level_se" in df:
+        return df
+    ok = (df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)
+    se = pd.Series(np.nan, index=df.index)
+    se[ok] = [level_se(s, str(d)) if len(s) else np.nan
+              for s, d in zip(df.loc[ok, SAMPLES], df.loc[ok, "device"])]
+    sps = pd.to_numeric(df["samples_per_s"], errors="coerce")
+    bounds = np.array([log_interval(0.0, e)[1:] for e in se], dtype=float).reshape(-1, 2)
+    return df.assign(level_se=se, sps_low=sps * bounds[:, 0], sps_high=sps * bounds[:, 1])
 
 
 def run_order(df: pd.DataFrame) -> pd.Series:
@@ -50,18 +63,15 @@ def run_order(df: pd.DataFrame) -> pd.Series:
 
 def speed(df: pd.DataFrame, latest: bool = True) -> pd.DataFrame:
     """Successful speed cases (of the newest run per row group unless ``latest`` is off),
-    each with the standard error of its log level as another run would see it
-    (``level_se``: its median's uncertainty and the device's run-to-run shift, see
-    ``resnets.compare.noise``) and the 95% interval of its throughput."""
+    with their level statistics (``with_levels``; computed here only for a frame that was
+    not loaded through ``resnets.report.load``)."""
+    df = with_levels(df)
     ok = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)]
     ok = ok.assign(run_index=run_order(ok))
     if latest and not ok.empty:
         newest = ok.groupby(ROW_KEYS, dropna=False)["run_index"].transform("max")
         ok = ok[ok["run_index"] == newest]
-    se = [level_se(s, str(d)) if len(s) else np.nan for s, d in zip(ok[SAMPLES], ok["device"])]
-    sps = pd.to_numeric(ok["samples_per_s"], errors="coerce")
-    return ok.assign(level_se=se, sps_low=sps * np.exp(-Z95 * np.asarray(se, dtype=float)),
-                     sps_high=sps * np.exp(Z95 * np.asarray(se, dtype=float)))
+    return ok
 
 
 def baseline_for(device: str, variants, named: str | None = None) -> str | None:

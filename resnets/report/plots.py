@@ -27,6 +27,7 @@ from .frame import (
     variant_order,
     varying_label,
 )
+from .scaling import efficiency
 from .tables import CONVERGENCE_GROUP, MIB
 
 STYLE = {"text.parse_math": False, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3,
@@ -408,8 +409,6 @@ def trend(df, baseline):
 def scaling(df, baseline):
     """Global throughput against world size, one line per model, strategy and variant,
     each beside its ideal (world size x the world-size-1 per-device throughput)."""
-    from ..scaling import efficiency
-
     eff = efficiency(df)
     if eff.empty:
         raise Skip("no data-parallel case (resnets run --world-sizes 1,2 --strategies ddp)")

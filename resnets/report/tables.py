@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from ..schema import KIND, STATUS, Kind, SpeedResult, Status, metrics
+from ..stats import log_interval
 from ..text import count, nbytes, si
 from .advice import interval, speedups
 from .frame import (
     DEFAULT_BASELINE,
     ROW_KEYS,
-    Z95,
     baseline_for,
     convergence,
     model_order,
@@ -25,6 +25,7 @@ from .frame import (
     speed,
     variant_order,
 )
+from .scaling import efficiency
 
 MIB = 2 ** 20
 TV_PREFIX = "tv_"
@@ -126,16 +127,15 @@ def torchvision_table(df: pd.DataFrame) -> pd.DataFrame:
                                              suffixes=("", " tv"))
     if pairs.empty:
         return pd.DataFrame()
-    d = np.log(pairs["samples_per_s"] / pairs["samples_per_s tv"])
-    se = np.hypot(pairs["level_se"], pairs["level_se tv"])
-    low, high = np.exp(d - Z95 * se), np.exp(d + Z95 * se)
+    ratios = [log_interval(d, se) for d, se in zip(
+        np.log(pairs["samples_per_s"] / pairs["samples_per_s tv"]),
+        np.hypot(pairs["level_se"], pairs["level_se tv"]))]
     out = pairs[["model", "torchvision", *keys[1:]]].copy()
     out["ours samples/s"] = pairs["samples_per_s"].round(1)
     out["torchvision samples/s"] = pairs["samples_per_s tv"].round(1)
-    out["ours / torchvision (95%)"] = [interval(v, lo, hi) for v, lo, hi
-                                       in zip(np.exp(d), low, high)]
+    out["ours / torchvision (95%)"] = [interval(*r) for r in ratios]
     out["verdict"] = ["within noise" if lo <= 1 <= hi else "ours faster" if lo > 1
-                      else "torchvision faster" for lo, hi in zip(low, high)]
+                      else "torchvision faster" for _, lo, hi in ratios]
     out["same params"] = pairs["params"] == pairs["params tv"]
     return shown(out)
 
@@ -170,8 +170,6 @@ def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
     """Each data-parallel case: global and per-device throughput, efficiency against
     world size 1 (95% intervals), communication per step, bus bandwidth, the share of
     communication hidden behind backward, and peak memory per device."""
-    from ..scaling import efficiency
-
     eff = efficiency(df)
     if eff.empty:
         return pd.DataFrame()
@@ -351,8 +349,9 @@ METHOD_COLUMNS = {
 }
 # Spread of these per-case numbers: min / median / max.
 RANGE_COLUMNS = {"timing_rounds": "timed rounds", "timing_warmup_rounds": "warm-up rounds",
-                 "timing_wall_s": "timed wall time (s)", "timing_cold_s": "first (cold) step (s)",
-                 "timing_compile_s": "compile time (s)"}
+                 "timing_wall_s": "timed wall time (s)",
+                 "timing_first_step_s": "first (cold) step (s)",
+                 "timing_compile_s": "compiler time (s)"}
 
 
 def _plain(value) -> str:

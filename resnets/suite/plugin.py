@@ -1,18 +1,18 @@
-"""pytest plugin behind ``pytest bench --benchmark-only`` and ``resnets run``.
+"""pytest plugin behind ``pytest bench --benchmark-only`` and ``resnets run``: glue only.
 
 Adds the ``--bench-*`` options (declared in ``resnets.options``, the same declaration
 ``resnets run`` uses), parametrizes ``speed_case`` and ``convergence_trial`` with the
-selected cases (test id = case id), and gives tests a ``bench_session`` that measures a
-case, feeds its per-step samples to pytest-benchmark, and writes the case's result file
-the moment it finishes.
+planned cases (test id = case id; the plan is made once: by ``resnets run`` in the parent,
+read here from ``--bench-plan``, or here when pytest is the parent), and gives tests a
+``bench_session`` that runs each case through the engine where it must run
+(``measure.process``), hands its samples to pytest-benchmark, and writes its result file
+the moment it finishes. The crash journal is ``resnets.journal``; batch sweeps are
+``measure.sweep``.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,29 +20,30 @@ import pytest
 
 from .. import children, options, plan, presets, runlock, store
 from ..errors import UserError
-from ..schema import ConvergenceResult, Env, Result, SchemaError, SpeedResult, Status, from_dict
+from ..journal import Journal
+from ..outcome import Outcome
+from ..schema import ConvergenceResult, Env, Result, SpeedResult, Status
 
 PREFIX = "--bench-"
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("resnets", "resnets benchmark suite")
-    options.add_options(group.addoption, PREFIX, [*options.SUITE, options.RETRY_CRASHED])
-
-
-def suite_options(config) -> dict:
-    """``{option name: value}`` of every suite option, as parsed and checked."""
-    return options.values(config.option, PREFIX, options.SUITE)
+    options.add_options(group.addoption, PREFIX,
+                        [*options.SUITE, options.RETRY_CRASHED, options.PLAN_FILE])
 
 
 def pytest_configure(config):
     # SIGTERM (a cancelled CI job; `resnets run` passes it on) unwinds like Ctrl-C, so the
-    # case being measured is known to be interrupted, not crashed (``BenchSession.attempt``).
+    # case being measured is known to be interrupted, not crashed (``Journal.attempt``).
     children.raise_on_sigterm()
+    opts = options.values(config.option, PREFIX, options.SUITE)
     try:
-        config._resnets_planned = plan.select(suite_options(config), _default_input)
+        given = config.getoption("bench_plan")
+        planned = plan.Plan.load(given) if given else plan.select(opts, _default_input)
     except UserError as exc:
         raise pytest.UsageError(str(exc)) from None
+    config._resnets = (opts, planned)
 
 
 def _default_input(model: str):
@@ -52,42 +53,50 @@ def _default_input(model: str):
 
 
 def pytest_generate_tests(metafunc):
-    cases, trials = metafunc.config._resnets_planned
+    _, planned = metafunc.config._resnets
     if "speed_case" in metafunc.fixturenames:
-        metafunc.parametrize("speed_case", cases, ids=[c.id for c in cases])
+        metafunc.parametrize("speed_case", planned.cases, ids=[c.id for c in planned.cases])
     if "convergence_trial" in metafunc.fixturenames:
-        metafunc.parametrize("convergence_trial", trials, ids=[t.id for t in trials])
+        metafunc.parametrize("convergence_trial", planned.trials,
+                             ids=[t.id for t in planned.trials])
+
+
+def run_settings(opts: dict, disabled: bool = False):
+    """The run's ``measure.runner.Settings`` from its options (``--benchmark-disable``:
+    each case once, as a smoke test)."""
+    from ..measure.runner import Settings
+    from ..measure.timer import TimingPolicy
+
+    budget = opts["time_budget"] or presets.PRESETS[opts["preset"]]["budget_s"]
+    policy = TimingPolicy(rel_ci=opts["rel_ci"], budget_s=budget, min_rounds=opts["min_rounds"])
+    if disabled:
+        policy = TimingPolicy(budget_s=0.0, min_rounds=1, warmup_rounds=1, warmup_s=0.0)
+    return Settings(policy=policy, threads=opts["threads"],
+                    flush_denormal=not opts["no_flush_denormal"], nnodes=opts["nnodes"],
+                    rdzv_endpoint=opts["rdzv_endpoint"])
 
 
 class BenchSession:
-    """Per-session state: settings, the run folder, machine info, and the tallies."""
+    """Per-session state: settings, the run folder (locked), its journal, the tallies."""
 
     def __init__(self, config):
-        from ..measure.runner import Settings
-        from ..measure.timer import TimingPolicy
+        from ..measure.distributed import rank_settings
+        from ..measure.peak import PEAK_FILE_ENV
 
-        opts = suite_options(config)
-        budget = opts["time_budget"] or presets.PRESETS[opts["preset"]]["budget_s"]
+        self.opts, self.planned = config._resnets
         self.disabled = bool(config.getoption("benchmark_disable", default=False))
-        policy = TimingPolicy(rel_ci=opts["rel_ci"], budget_s=budget,
-                              min_rounds=opts["min_rounds"])
-        if self.disabled:  # --benchmark-disable: run each case once, as a smoke test
-            policy = TimingPolicy(budget_s=0.0, min_rounds=1, warmup_rounds=1, warmup_s=0.0)
-        self.settings = Settings(policy=policy, threads=opts["threads"],
-                                 flush_denormal=not opts["no_flush_denormal"],
-                                 nnodes=opts["nnodes"], rdzv_endpoint=opts["rdzv_endpoint"])
+        self.settings = run_settings(self.opts, self.disabled)
+        self.rank_settings = rank_settings(self.settings, self.planned.cases)
         # Also in this process when cases run isolated: profiles and max-batch sweeps run here.
         self.settings.apply()
-        self.opts = opts
-        self.run_dir = Path(opts["out"] or store.REPORTS_DIR / store.run_id())
+        self.run_dir = Path(self.opts["out"] or store.REPORTS_DIR / store.run_id())
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(runlock.hold(self.run_dir))
         # One peak probe per run and device/precision, shared with isolated workers.
-        from ..measure.peak import PEAK_FILE_ENV
-
         os.environ[PEAK_FILE_ENV] = str(self.run_dir / "peaks.json")
         self.config = config
-        self.crashed = self._record_crashes()
+        self.journal = Journal(self.run_dir)
+        self.crashed = self.journal.recover()
         retry = config.getoption("bench_retry_crashed")
         self.done = store.finished_case_ids(self.run_dir) | (set() if retry else self.crashed)
         # Raw samples are the point of a result: keep them in --benchmark-autosave files too
@@ -98,36 +107,6 @@ class BenchSession:
         self._infos = None
         self.counts = {"ok": 0, "skipped": 0, "failed": 0, "resumed": 0}
         self.started = store.utc_now_iso()
-
-    @contextlib.contextmanager
-    def attempt(self, record: Result):
-        """Mark ``record``'s case as being measured while the block runs: if the process
-        dies meanwhile, the note stays and the next run records the case as crashed. An
-        interruption (Ctrl-C, SIGTERM) removes the note, so a resume measures it again."""
-        store.mark_attempt(self.run_dir, record)
-        try:
-            yield
-        except KeyboardInterrupt:  # and SIGTERM (children.Interrupted)
-            store.clear_attempt(self.run_dir, record.name)
-            raise
-
-    def _record_crashes(self) -> set[str]:
-        """Cases whose process died while they ran (an attempt note and no result): each
-        is recorded as crashed, once; returns the names of every crashed result here."""
-        finished = store.finished_case_ids(self.run_dir)
-        for note in store.leftover_attempts(self.run_dir):
-            try:
-                record = from_dict(note["record"])
-            except SchemaError:
-                continue
-            if record.name not in finished:
-                record.status = Status.CRASHED
-                record.error = (f"the process (PID {note.get('pid')}) died while measuring it, "
-                                f"started {note.get('started')}")
-                entry = store.benchmark_entry(record)
-                store.write_case(self.run_dir, entry, {}, {})
-            store.clear_attempt(self.run_dir, record.name)
-        return store.case_ids(self.run_dir, {Status.CRASHED})
 
     def close(self) -> None:
         self._stack.close()
@@ -141,59 +120,33 @@ class BenchSession:
             self._infos = (machine, commit)
         return self._infos
 
-    def _measure(self, case) -> tuple[str, SpeedResult | str]:
-        """("ok", record), ("skipped", reason) or ("failed", reason), in or out of process
-        (the worker protocol, ``resnets.measure.worker``)."""
-        from ..measure import worker
+    def _measure(self, case) -> Outcome:
+        from ..measure import distributed, process
 
-        if case.strategy != "none":  # under torchrun, one process per device
-            from ..measure import distributed
+        shared = (self.run_dir / distributed.FOLDER / store.safe_name(case.id)
+                  if self.settings.nnodes > 1 else None)
+        with self.journal.attempt(SpeedResult(case=case, status=Status.CRASHED)):
+            return process.run(case, self.settings, self.opts["isolate"], shared,
+                               self.rank_settings)
 
-            shared = (self.run_dir / distributed.FOLDER / store.safe_name(case.id)
-                      if self.settings.nnodes > 1 else None)
-            return distributed.launch(case, self._rank_settings(), shared)
-        if self.opts["isolate"]:
-            request = json.dumps({"case": case.key(), "settings": self.settings.to_dict()})
-            proc = subprocess.run([sys.executable, "-m", "resnets.measure.worker"],
-                                  input=request, capture_output=True, text=True, check=False,
-                                  preexec_fn=children.dies_with_us())
-            lines = proc.stdout.strip().splitlines()
-            if proc.returncode != 0 or not lines:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                return "failed", f"worker exited {proc.returncode}: {tail}"
-            return worker.read_reply(lines[-1])
-        return worker.measure_case(case, self.settings)
-
-    def _rank_settings(self):
-        """Settings for a rank. On CPU every rank of every world size gets the same
-        threads (the cores over the largest number of ranks per node in this run), so
-        world size n is n times the compute of world size 1, as with GPUs: otherwise
-        world size 1 would use every core and efficiency would be measured against it."""
-        if self.settings.threads:
-            return self.settings
-        cases, _ = self.config._resnets_planned
-        local = max((c.world_size // self.settings.nnodes for c in cases
-                     if c.strategy != "none" and c.device == "cpu"), default=1)
-        return replace(self.settings, threads=max(1, (os.cpu_count() or 1) // local))
+    def _resumed(self, name: str) -> None:
+        if name in self.done:
+            self.counts["resumed"] += 1
+            pytest.skip(f"already {'crashed' if name in self.crashed else 'measured'} in "
+                        f"{self.run_dir}")
 
     def run_speed(self, benchmark, case) -> None:
-        if case.id in self.done:
-            self.counts["resumed"] += 1
-            pytest.skip(f"already {'crashed' if case.id in self.crashed else 'measured'} in "
-                        f"{self.run_dir}")
-        if self.opts["batch_sizes"] == "auto":
-            outcome, record = self._sweep(benchmark, case)
-        else:
-            with self.attempt(SpeedResult(case=case, status=Status.CRASHED)):
-                outcome, record = self._measure(case)
-        if outcome == "skipped":
-            self.skip(benchmark, SpeedResult(case=case, status=Status.SKIPPED, error=record))
-        if outcome == "failed":
-            self.fail(benchmark, SpeedResult(case=case, status=Status.FAILED, error=record))
+        self._resumed(case.id)
+        outcome = self._sweep(case) if case.sweep else self._measure(case)
+        if outcome.status == "skipped":
+            self.skip(benchmark, outcome.result(case))
+        if not outcome.is_ok:
+            self.fail(benchmark, outcome.result(case))
+        record = outcome.record
         try:
             self._extras(case, record)
         except KeyboardInterrupt:  # and SIGTERM: a max-batch search can take minutes; the
-            store.clear_attempt(self.run_dir, record.name)  # case is interrupted, not crashed
+            self.journal.clear(record.name)  # case is interrupted, not crashed
             raise
         self.counts["ok"] += 1
         self.record(benchmark, record)
@@ -217,28 +170,22 @@ class BenchSession:
             else:
                 record.profile = profiled
 
-    def _sweep(self, benchmark, case) -> tuple[str, SpeedResult | str]:
-        """``--batch-sizes auto``: measure the case's batch sweep (``measure.sweep``),
-        record every other point as a case of its own, and return the case's own."""
+    def _sweep(self, case) -> Outcome:
+        """A case whose batch is swept (``measure.sweep``): every other point is recorded
+        as a case of its own; returns the case's own outcome."""
         from ..measure import sweep
 
-        def measure(point):
-            with self.attempt(SpeedResult(case=point, status=Status.CRASHED)):
-                return self._measure(point)
-
-        own = ("failed", f"the batch sweep ended before batch {case.batch_size}")
-        for point, outcome, result in sweep.run(case, measure):
+        own = Outcome.failed(f"the batch sweep ended before batch {case.batch_size}")
+        for point, outcome in sweep.run(case, self._measure):
             if point == case:
-                own = (outcome, result)
+                own = outcome
                 continue
-            if outcome != "ok":
-                status = Status.SKIPPED if outcome == "skipped" else Status.FAILED
-                result = SpeedResult(case=point, status=status, error=result)
-            self.counts["ok" if outcome == "ok" else outcome] += 1
+            self.counts["ok" if outcome.is_ok else outcome.status] += 1
             machine, commit = self.infos()
             store.write_case(self.run_dir, store.benchmark_entry(
-                result, group=f"{point.model} {point.mode} {point.device}"), machine, commit)
-            store.clear_attempt(self.run_dir, point.id)
+                outcome.result(point), group=f"{point.model} {point.mode} {point.device}"),
+                machine, commit)
+            self.journal.clear(point.id)
         return own
 
     def skip(self, benchmark, record: Result, group: str | None = None):
@@ -263,10 +210,7 @@ class BenchSession:
         from .. import convergence
         from ..measure.workload import runtime_skip_reason
 
-        if trial.id in self.done:
-            self.counts["resumed"] += 1
-            pytest.skip(f"already {'crashed' if trial.id in self.crashed else 'measured'} in "
-                        f"{self.run_dir}")
+        self._resumed(trial.id)
         group = f"convergence {trial.dataset}"
         skeleton = ConvergenceResult(case=trial.case, status=Status.SKIPPED, dataset=trial.dataset,
                                      target_acc=trial.target_acc, seed=trial.seed,
@@ -276,7 +220,7 @@ class BenchSession:
             skeleton.error = reason
             self.skip(benchmark, skeleton, group)
         try:
-            with self.attempt(replace(skeleton, status=Status.CRASHED)):
+            with self.journal.attempt(replace(skeleton, status=Status.CRASHED)):
                 result = convergence.run_trial(trial, data_root=self.opts["data_root"],
                                                download=self.opts["download"],
                                                threads=self.settings.threads)
@@ -284,10 +228,8 @@ class BenchSession:
             skeleton.error = str(exc)
             self.skip(benchmark, skeleton, group)
         except Exception as exc:
-            self.fail(benchmark, ConvergenceResult(
-                case=trial.case, status=Status.FAILED, error=f"{type(exc).__name__}: {exc}",
-                dataset=trial.dataset, target_acc=trial.target_acc, seed=trial.seed,
-                experiment=trial.experiment), group)
+            self.fail(benchmark, replace(skeleton, status=Status.FAILED,
+                                         error=f"{type(exc).__name__}: {exc}"), group)
         self.counts["ok"] += 1
         self.record(benchmark, result, group)
 
@@ -310,7 +252,7 @@ class BenchSession:
                                       fullname=benchmark.fullname,
                                       params={"case": record.name})
         store.write_case(self.run_dir, entry, machine, commit, pytest_benchmark.__version__)
-        store.clear_attempt(self.run_dir, record.name)
+        self.journal.clear(record.name)
 
 
 def _attempt(fn, case):

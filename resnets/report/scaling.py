@@ -35,14 +35,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
-from .report.frame import Z95, speed
+from ..case import ROW_KEYS
+from ..errors import UserError
+from ..stats import log_interval
+from .frame import speed
 
 # Collective bytes moved per gradient byte, as a multiple of (n - 1) / n.
 COMM_FACTOR = {"ddp": 2.0, "fsdp": 3.0, "none": 2.0}
-# What makes two cases the same but for the world size.
-SCALING_KEYS = ["model", "mode", "device", "variant", "batch_size", "input_shape", "input",
-                "workers", "bucket_mb"]
+# What makes two cases the same but for the world size (and strategy).
+SCALING_KEYS = [*(k for k in ROW_KEYS if k not in ("world_size", "strategy")), "variant"]
 
 
 def _num(value) -> float | None:
@@ -89,8 +90,7 @@ def efficiency(df: pd.DataFrame) -> pd.DataFrame:
                     d = math.log(per_device / (_num(ref["samples_per_s"]) / ref["world_size"]))
                     se = 0.0 if ref["case_id"] == r["case_id"] else math.hypot(
                         r["level_se"], ref["level_se"])
-                    row.update(efficiency=math.exp(d), eff_low=math.exp(d - Z95 * se),
-                               eff_high=math.exp(d + Z95 * se))
+                    row.update(zip(("efficiency", "eff_low", "eff_high"), log_interval(d, se)))
                 rows.append(row)
     return pd.DataFrame(rows)
 
