@@ -43,10 +43,6 @@ class Outcome:
         return cls(FAILED, reason=reason)
 
     @classmethod
-    def crashed(cls, reason: str) -> Outcome:
-        return cls(CRASHED, reason=reason)
-
-    @classmethod
     def of_error(cls, exc: BaseException) -> Outcome:
         """A failure from an exception: its type and first line."""
         text = str(exc).strip().splitlines()
