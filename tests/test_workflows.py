@@ -176,3 +176,113 @@ def test_the_workflows_use_only_options_our_cli_has():
         known = set(commands[command]._option_string_actions)
         options = [w for w in shlex.split(rest) if w.startswith("--")]
         assert set(options) <= known, (command, options)
+
+
+
+# Stand-ins for what the gate job's set-up runs, so its shell runs here for real: python3
+# makes fake environments whose pip, python and resnets log their arguments (python -m
+# resnets.deps runs for real), git makes the merge-base "worktree" from a given pyproject.
+FAKE_TOOL = r"""
+import os, shutil, sys
+from pathlib import Path
+
+me, args = Path(sys.argv[1]), sys.argv[2:]
+if me.name == "python3" and args[:2] == ["-m", "venv"]:
+    (Path(args[2]) / "bin").mkdir(parents=True)
+    for tool in ("pip", "python", "resnets"):
+        exe = Path(args[2]) / "bin" / tool
+        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{__file__}" "$0" "$@"\n')
+        exe.chmod(0o755)
+    sys.exit(0)
+if me.name == "python" and args[:2] == ["-m", "resnets.deps"]:
+    from resnets import deps
+    sys.exit(deps.main(args[2:]))
+if me.name == "git" and "merge-base" in args:
+    print("b" * 40)
+if me.name == "git" and "add" in args:
+    Path(args[-2]).mkdir()
+    shutil.copy(os.environ["FAKE_BASE_PYPROJECT"], Path(args[-2]) / "pyproject.toml")
+with open(os.environ["FAKE_LOG"], "a") as log:
+    print(me if ".venv" in me.parts else me.name, *args, file=log)
+if me.name == "resnets" and args[0] == "gate":
+    out = Path(args[args.index("-o") + 1])
+    out.mkdir()
+    (out / "compare.md").write_text(os.environ["FAKE_COMPARE"])
+"""
+OUTPUT = re.compile(r"\$\{\{ steps\.(\w+)\.outputs\.(\w+) \}\}")
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def _run_step(job, name_part: str, cwd: Path, env: dict, outputs: dict) -> None:
+    """A step's ``run`` under bash -e, as the runner runs it, with its ``env:`` taken from
+    earlier steps' ``outputs`` ({step id: {name: value}})."""
+    s = step(job, name_part)
+    assert "${{" not in s["run"]  # expressions come in through env:, never spliced into shell
+    own = {}
+    for name, value in s.get("env", {}).items():
+        found = OUTPUT.fullmatch(value)
+        assert found, (name, value)
+        own[name] = outputs[found[1]][found[2]]
+    r = subprocess.run(["bash", "-e", "-c", s["run"]], cwd=cwd, capture_output=True,
+                       text=True, timeout=60, env={**env, **own})
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("base_deps,mode", [('["torch>=2.4", "numpy>=1.24"]', "same"),
+                                            ('["torch>=2.3", "numpy>=1.24"]', "changed")],
+                         ids=["same", "changed"])
+def test_gpu_gate_uses_one_environment_and_process_unless_the_dependencies_changed(
+        tmp_path, base_deps, mode):
+    """The set-up and gate steps' own shell, run with stand-in tools: unchanged
+    dependencies install one environment and give the gate the same Python for both
+    sides, so it pairs them in one process; changed ones install a second environment,
+    for the merge-base, and one process per side. The comment says which, and why."""
+    from resnets.paired import Pairer
+
+    gate = load(WORKFLOWS / "gpu-bench.yml")["jobs"]["pr-gate"]
+    ws, fakes = tmp_path / "ws", tmp_path / "fakes"
+    (ws / "head").mkdir(parents=True)
+    fakes.mkdir()
+    (ws / "head" / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = ["numpy>=1.24", "torch>=2.4"]\n')
+    base = tmp_path / "base.toml"
+    base.write_text(f'[project]\nname = "x"\ndependencies = {base_deps}\n')
+    (fakes / "tool.py").write_text(FAKE_TOOL)
+    for name in ("python3", "git"):
+        (fakes / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fakes / "tool.py"}" '
+                                  '"$0" "$@"\n')
+        (fakes / name).chmod(0o755)
+    log, output, summary = tmp_path / "log", tmp_path / "output", tmp_path / "summary"
+    env = {**os.environ, "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "FAKE_LOG": str(log), "FAKE_BASE_PYPROJECT": str(base),
+           "FAKE_COMPARE": f"{MARKER}\nthe comparison\n", "GITHUB_WORKSPACE": str(ws),
+           "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary),
+           "BASE_REF": "main", "HEAD_SHA": "h" * 40, "OUT": "gate-1-1"}
+
+    _run_step(gate, "merge-base beside the head", ws, env, {})
+    envs = _outputs(output)
+    assert envs["deps"] == mode
+    installs = [line for line in log.read_text().splitlines() if " install " in line]
+    sides = ["head"] if mode == "same" else ["head", "base"]
+    assert installs == [f"{s}/.venv/bin/pip install -q -e {s}[test]" for s in sides]
+    assert (ws / "base" / ".venv").exists() == (mode == "changed")
+    why = {"same": "dependencies unchanged", "changed": "dependencies changed"}[mode]
+    assert why in envs["why"]
+
+    output.write_text("")
+    _run_step(gate, "Gate", ws, env, {"envs": envs})
+    call = next(line.split() for line in log.read_text().splitlines()
+                if line.startswith("head/.venv/bin/resnets gate"))
+    pythons = {side: call[call.index(f"--{side}-python") + 1] for side in ("base", "head")}
+    assert pythons == {"base": f"{sides[-1]}/.venv/bin/python",
+                       "head": "head/.venv/bin/python"}
+    sources = {"base": ws / "base", "head": ws / "head"}
+    assert Pairer(sources, pythons).same_process == (mode == "same")
+    assert _outputs(output)["exit"] == "0"
+    comment = (ws / "gate-1-1" / "comment.md").read_text()
+    assert comment.startswith(f"{MARKER}\nthe comparison\n")
+    assert comment.rstrip().endswith(envs["why"]) and envs["why"] in summary.read_text()
+    assert "/comment.md" in step(gate, "Comment")["with"]["script"]
