@@ -189,6 +189,8 @@ EXTRAS = [
     Option("max_batch", "also find the largest batch that fits on CUDA, per case", flag=True),
     Option("profile_ops", "attach operator and layer profiles (separate, untimed steps)",
            flag=True),
+    Option("no_energy", "skip the energy window (at least 2 s per case, where an NVML or RAPL "
+           "counter can be read)", flag=True),
 ]
 # Data-parallel cases on several machines (README, "Beyond one GPU").
 NODES = [

@@ -298,6 +298,17 @@ class SpeedResult(Result):
     # sweep within 95% of the sweep's best throughput, on every point of the sweep.
     knee_batch: int | None = metric("", "knee batch")
     sweep_method: str | None = None
+    # Energy (measure.energy: NVML on CUDA, RAPL on CPU, around a synchronized stretch of
+    # at least 2 s after timing): gross and net of the run's idle baseline.
+    energy_j_per_sample: float | None = metric("J", "energy per sample", show=True)
+    energy_net_j_per_sample: float | None = metric("J", "net energy per sample", show=True)
+    samples_per_s_per_watt: float | None = metric("samples/J", "energy efficiency",
+                                                  show=True)
+    energy_power_w: float | None = metric("W", "mean power")
+    energy_idle_w: float | None = metric("W", "idle power")
+    energy_window_s: float | None = metric("s", "energy window")
+    energy_method: str | None = None
+    energy_error: str | None = None
     # Paired runs (``resnets gate``): both sides of a pair share ``pair``; ``blocks`` is
     # the number of samples in each block, in the order they alternated with the other side.
     pair: str | None = None

@@ -99,3 +99,34 @@ def test_advise_on_the_h100_reference_recommends_nothing_for_launch_bound_models
     big = [x for x in lines if x.startswith("resnet50 ")]
     assert big and all("launch-bound" not in x for x in big)
     assert all("no clear winner" in x or "(" in x for x in big)  # an interval or no pick
+
+
+def test_the_most_energy_efficient_variant_is_named_when_it_is_not_the_fastest(tmp_path):
+    """bf16 is fastest, but channels-last fp32 does more samples per joule: the advice
+    names both (energy is recorded where an NVML or RAPL counter exists)."""
+    got = advice_for(tmp_path, {case(): (0.010, {"samples_per_s_per_watt": 2.0}),
+                                case(precision="bf16"): (0.005, {"samples_per_s_per_watt": 3.0}),
+                                case(fmt="channels_last"): (0.008,
+                                                            {"samples_per_s_per_watt": 5.0})})
+    (a,) = got
+    assert a.pick == "contiguous-bf16-eager"
+    assert a.efficient == ("channels_last-fp32-eager", 5.0, 3.0)
+    assert "most energy-efficient: channels_last-fp32-eager (5 samples/J against 3)" in \
+        advice_rows(got)["notes"].iloc[0]
+    (b,) = advice_for(tmp_path / "b", {case(): (0.010, {"samples_per_s_per_watt": 2.0}),
+                                       case(precision="bf16"): (0.005,
+                                                                {"samples_per_s_per_watt": 4.0})})
+    assert b.efficient is None  # the fastest is also the most efficient
+    (c,) = advice_for(tmp_path / "c", {case(): (0.010, {}), case(precision="bf16"): (0.005, {})})
+    assert c.efficient is None  # not measured
+
+
+def test_energy_fields_reach_the_per_case_table(tmp_path):
+    from resnets.report.tables import cases_table
+
+    run = records.write(tmp_path / "run", records.speed(
+        case(), steady(0.01), energy_j_per_sample=0.25, energy_net_j_per_sample=0.1,
+        samples_per_s_per_watt=4.0))
+    row = cases_table(load([run])).iloc[0]
+    assert row["energy per sample mJ"] == 250.0 and row["net energy per sample mJ"] == 100.0
+    assert row["energy efficiency samples/J"] == 4.0

@@ -44,6 +44,10 @@ def lines(advice) -> list[str]:
             out.append(head + f"use {a.pick}, {interval(a.speedup, a.speedup_low, a.speedup_high)}"
                        f" over {a.baseline}" + (f"; {'; '.join(extra)}" if extra else ""))
         out += [f"    slower here: {v} {interval(s, lo, hi)}" for v, s, lo, hi in a.slower]
+        if a.efficient:
+            v, best, mine = a.efficient
+            out.append(f"    most energy-efficient: {v}, {best:.3g} samples/J against "
+                       f"{mine:.3g} for {a.pick or a.baseline}")
         if a.loaded:
             out.append(f"    not judged (measured while other work kept cores busy; rerun): "
                        f"{', '.join(a.loaded)}")

@@ -88,7 +88,8 @@ def main(args: argparse.Namespace) -> int:
     budget = args.time_budget or presets.PRESETS[args.preset]["budget_s"]
     settings = Settings(policy=TimingPolicy(budget_s=budget, rel_ci=args.rel_ci,
                                             min_rounds=args.min_rounds),
-                        threads=args.threads, flush_denormal=not args.no_flush_denormal)
+                        threads=args.threads, flush_denormal=not args.no_flush_denormal,
+                        measure_energy=False)  # not judged; would cost 2 s a side and case
     made, commits = [], {}
     sources = {"base": args.base_src, "head": args.head_src}
     try:

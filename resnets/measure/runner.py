@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ class Settings:
     seed: int = 0
     count_flops: bool = True
     measure_memory: bool = True
+    measure_energy: bool = True       # where a counter exists: >= 2 s more per case
     cudnn_benchmark: bool = True
     # Data-parallel cases across machines: torchrun's rendezvous (measure.distributed).
     nnodes: int = 1
@@ -61,6 +63,10 @@ class Settings:
         return {**self.policy.timing_fields(), "threads": self.threads or os.cpu_count(),
                 "flush_denormal": self.flush_denormal, "seed": self.seed,
                 "cudnn_benchmark": self.cudnn_benchmark}
+
+
+# A run's idle power baseline, shared by its processes (the run folder's energy-idle.json).
+ENERGY_FILE_ENV = "RESNETS_ENERGY_IDLE_FILE"
 
 
 class Skipped(Exception):
@@ -192,12 +198,26 @@ class CaseRun:
         pipeline = self._pipeline() if self.feed else {}
         memory = peak_memory(work) if self.settings.measure_memory else {}
         busy = gpu_busy(work, float(np.median(self.samples))) if self.samples else {}
+        energy = self._energy() if self.settings.measure_energy else {}
         params = sum(p.numel() for p in work.model.parameters())
         flops = (count_flops(case.model, case.mode, case.batch_size, case.input_shape)
                  if self.settings.count_flops else {})
         peak = attainable_flops(case.device, case.precision)
-        return _record(self, env, {**memory, **busy, **pipeline}, flops, peak, params,
-                       {"case_s": time.perf_counter() - self.started, **timing})
+        return _record(self, env, {**memory, **busy, **pipeline, **energy}, flops, peak,
+                       params, {"case_s": time.perf_counter() - self.started, **timing})
+
+    def _energy(self) -> dict:
+        """Energy per sample over a stretch of steps after timing (``measure.energy``),
+        against the run's idle baseline (measured once per run: ``ENERGY_FILE_ENV``)."""
+        from . import energy
+        from .device import synchronizer
+
+        if self.rank is not None:  # each rank's window would need the ranks' agreement
+            return energy.unavailable("not measured for data-parallel cases yet")
+        cache = os.environ.get(ENERGY_FILE_ENV)
+        idle = energy.idle_baseline(self.case.device, Path(cache) if cache else None)
+        return energy.measure_energy(self.work.step, synchronizer(self.case.device),
+                                     self.case.device, self.case.batch_size, idle.watts)
 
     def _pipeline(self) -> dict:
         """Loader alone and model alone, each for half the time budget (after the timed

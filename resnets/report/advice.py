@@ -70,6 +70,7 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                          "peak_memory_bytes": r["peak_memory_bytes"],
                          "launch_bound": launch_bound(r), "busy": _busy(r, b),
                          "first_step_s": r["timing_first_step_s"], "latency_s": r["latency_s"],
+                         "samples_per_j": r["samples_per_s_per_watt"],
                          "memory_format": r["memory_format"], "precision": r["precision"],
                          "compile": r["compile"]})
     return pd.DataFrame(rows)
@@ -118,6 +119,9 @@ class Advice:
     slower: list[tuple[str, float, float, float]] = field(default_factory=list)
     unclear: list[str] = field(default_factory=list)  # faster or slower within noise
     loaded: list[str] = field(default_factory=list)   # measured under load: not judged
+    # The most energy-efficient variant when it is not the pick: (variant, its samples per
+    # joule, the pick's (or baseline's) samples per joule).
+    efficient: tuple[str, float, float] | None = None
     note: str | None = None
 
     def __getattr__(self, name: str):
@@ -179,8 +183,23 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
                 a.compile_cost_s, a.breakeven_steps = _breakeven(best, g)
         if len(loaded) and not a.note:
             a.loaded = list(loaded["variant"])
+        if not a.note:
+            a.efficient = _most_efficient(g[g["busy"] <= BUSY_CORES], a.pick or a.baseline)
         out.append(a)
     return out
+
+
+def _most_efficient(group: pd.DataFrame, chosen: str) -> tuple[str, float, float] | None:
+    """The variant with the most samples per joule, when it is not ``chosen`` and both
+    were measured (energy is recorded where an NVML or RAPL counter exists)."""
+    measured = group.dropna(subset=["samples_per_j"])
+    mine = measured[measured["variant"] == chosen]
+    if measured.empty or mine.empty:
+        return None
+    best = measured.loc[measured["samples_per_j"].idxmax()]
+    if best["variant"] == chosen:
+        return None
+    return best["variant"], float(best["samples_per_j"]), float(mine["samples_per_j"].iloc[0])
 
 
 def _breakeven(compiled, group) -> tuple[float | None, float | None]:
@@ -215,6 +234,10 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
                     f"pays off after {a.breakeven_steps:,.0f} steps"
                     if a.breakeven_steps is not None else "")
             extra.append(f"compiling takes {a.compile_cost_s:.0f} s once, {pays}".rstrip(", "))
+        if a.efficient:
+            v, best, mine = a.efficient
+            extra.append(f"most energy-efficient: {v} ({best:.3g} samples/J against "
+                         f"{mine:.3g})")
         if a.note:
             extra.append(a.note)
         elif a.unclear and a.pick is None:

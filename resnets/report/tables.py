@@ -32,7 +32,8 @@ TV_PREFIX = "tv_"
 TOP_LAYERS = 10
 # How a metric's unit (schema.metric) is shown in a table: (shown unit, factor).
 DISPLAY_UNITS = {"bytes": ("MiB", 1 / MIB), "FLOP/s": ("GFLOP/s", 1e-9),
-                 "FLOP": ("GFLOPs", 1e-9), "fraction": ("%", 100.0), "s": ("ms", 1e3)}
+                 "FLOP": ("GFLOPs", 1e-9), "fraction": ("%", 100.0), "s": ("ms", 1e3),
+                 "J": ("mJ", 1e3)}
 # Our column name -> the label a reader sees.
 
 

@@ -73,7 +73,7 @@ def run_settings(opts: dict, disabled: bool = False):
         policy = TimingPolicy(budget_s=0.0, min_rounds=1, warmup_rounds=1, warmup_s=0.0)
     return Settings(policy=policy, threads=opts["threads"],
                     flush_denormal=not opts["no_flush_denormal"], nnodes=opts["nnodes"],
-                    rdzv_endpoint=opts["rdzv_endpoint"])
+                    rdzv_endpoint=opts["rdzv_endpoint"], measure_energy=not opts["no_energy"])
 
 
 class BenchSession:
@@ -82,6 +82,7 @@ class BenchSession:
     def __init__(self, config):
         from ..measure.distributed import rank_settings
         from ..measure.peak import PEAK_FILE_ENV
+        from ..measure.runner import ENERGY_FILE_ENV
 
         self.opts, self.planned = config._resnets
         self.disabled = bool(config.getoption("benchmark_disable", default=False))
@@ -94,6 +95,7 @@ class BenchSession:
         self._stack.enter_context(runlock.hold(self.run_dir))
         # One peak probe per run and device/precision, shared with isolated workers.
         os.environ[PEAK_FILE_ENV] = str(self.run_dir / "peaks.json")
+        os.environ[ENERGY_FILE_ENV] = str(self.run_dir / "energy-idle.json")
         self.config = config
         self.journal = Journal(self.run_dir)
         self.crashed = self.journal.recover()
