@@ -24,7 +24,7 @@ from pathlib import Path
 from . import store
 from .errors import UserError
 from .git import git
-from .paired import DEFAULT_BLOCKS, Pairer, SideDied, run_pairs
+from .paired import DEFAULT_BLOCKS, TWO_PROCESSES, Pairer, SideDied, run_pairs
 
 MAX_REPEATS = 3
 SIDES = ("base", "head")
@@ -64,7 +64,7 @@ class GateResult:
 def run_gate(cases, settings, sources: dict[str, Path | None], out: Path, opts,
              pythons: dict[str, str] | None = None, repeats: str | int = "auto",
              blocks: int = DEFAULT_BLOCKS, progress=None,
-             commits: dict[str, str] | None = None) -> GateResult:
+             commits: dict[str, str] | None = None, two_processes: bool = False) -> GateResult:
     """Measure ``cases`` paired on both sides into ``out`` and compare them (see the
     module docstring). ``opts`` are ``resnets.compare.Options``."""
     from .compare import compare
@@ -76,7 +76,8 @@ def run_gate(cases, settings, sources: dict[str, Path | None], out: Path, opts,
     for name in SIDES:
         if sources.get(name) and not (Path(sources[name]) / "resnets" / "__init__.py").is_file():
             raise UserError(f"the {name} side, {sources[name]}: no resnets package in it")
-    pairer = Pairer(sources, pythons or {"base": None, "head": None}, logs=out)
+    pairer = Pairer(sources, pythons or {"base": None, "head": None}, logs=out,
+                    two_processes=two_processes)
     try:
         where = pairer.start()
     except SideDied as exc:  # e.g. a merge-base from before the pair worker existed
@@ -115,7 +116,7 @@ def run_gate(cases, settings, sources: dict[str, Path | None], out: Path, opts,
     result = compare(_side_runs(out, "base"), _side_runs(out, "head"), opts)
     seconds = time.perf_counter() - t0
     passes = max(done.values(), default=0)
-    where_timed = "both in one process" if pairer.same_process else "one process per side"
+    where_timed = "both in one process" if pairer.same_process else TWO_PROCESSES
     intro = [f"Merge-base {(commits or {}).get('base', sources.get('base'))} against head "
              f"{(commits or {}).get('head', sources.get('head'))}, timed paired (alternating "
              f"blocks, {where_timed}); {len(cases)} case(s), {passes} pass(es), "

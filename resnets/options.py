@@ -164,9 +164,9 @@ def values(namespace, prefix: str, options) -> dict[str, Any]:
 # `run` and pytest, one value in `profile` and `train`.
 MATRIX = [
     Option("preset", "case matrix preset: quick (CPU, about 5 minutes), full (GPU runners, "
-           "nightly), gate (GPU, pull requests) or launch (GPU: small models in every "
-           "compile mode and CUDA graphs) (default quick)", one_of(tuple(PRESETS)),
-           "quick"),
+           "nightly), gate (GPU, pull requests), launch (GPU: small models in every "
+           "compile mode and CUDA graphs) or reference (GPU: ResNet-18/50 at 224x224, the "
+           "reference report's cases) (default quick)", one_of(tuple(PRESETS)), "quick"),
     *(Option(d.option, d.list_help(), d.list_parser(),
              **{"metavar": "A,B", **d.option_extra})
       for d in DIMENSIONS.values() if d.option),

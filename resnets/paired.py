@@ -45,6 +45,9 @@ from .outcome import Outcome
 from .schema import Env, SchemaError
 
 DEFAULT_BLOCKS = 10        # per side and case
+# How a record paired in two processes says so (its ``timing.pairing``): the verdict
+# gives that mode its own noise prior (``compare.noise.PAIRED_TWO``).
+TWO_PROCESSES = "one process per side"
 SIDES = ("base", "head")
 
 
@@ -94,15 +97,20 @@ class Side:
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        """Start the worker in its source folder: ``python -m`` puts the working folder
+        first on the path, so a gate started from a checkout would otherwise give every
+        side that checkout's ``resnets`` (the pair worker, with no source of its own,
+        starts beside this ``resnets``)."""
         env = dict(os.environ)
         if self.src is not None:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.src),
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(self.src).resolve()),
                                                               env.get("PYTHONPATH")]))
+        where = Path(self.src) if self.src is not None else Path(__file__).resolve().parents[1]
         err = open(self.log, "a") if self.log else subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen([self.python, "-m", self.module, "--serve"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, text=True, env=env,
+                                         stderr=err, text=True, env=env, cwd=where,
                                          preexec_fn=children.dies_with_us())
         except OSError as exc:
             raise UserError(f"{self.name}: cannot start {self.python} ({exc.strerror})") from None
@@ -187,7 +195,7 @@ def measure_pair(case: Case, settings, sides, pair: str, blocks: int = DEFAULT_B
             own_cpu += r["cpu_s"]
     others, steal = other_cores(snap0, Snapshot.now(), own_cpu)
     where = ("in one process" if all(isinstance(s, Local) for s in sides)
-             else "one process per side")
+             else TWO_PROCESSES)
     timing = {"pairing": f"paired with the other side ({where}): {n} blocks of "
                          f"{block_s:.3g} s each in ABBA order, '{order[0].name}' first",
               "other_cores": others, "steal_cores": steal}
@@ -233,10 +241,12 @@ class Pairer:
     one worker process per side. Workers that die are restarted for the next case."""
 
     def __init__(self, sources: dict[str, Path | None], pythons: dict[str, str | None],
-                 logs: Path | None = None):
+                 logs: Path | None = None, two_processes: bool = False):
         self.sources = sources
         py = self.pythons = {k: v or sys.executable for k, v in pythons.items()}
-        self.same_process = py["base"] == py["head"]
+        # Two Pythons need two processes; ``two_processes`` asks for them with one Python
+        # (to measure that mode's noise, or to prove it).
+        self.same_process = py["base"] == py["head"] and not two_processes
         log = (lambda name: logs / f"{name}.log") if logs else (lambda name: None)
         if self.same_process:
             self.workers = [Side("pair", python=py["base"], log=log("pair-worker"),

@@ -179,11 +179,11 @@ class Plan:
 PLAN_FILE = "plan.json"
 
 
-def select(opts: dict, default_input=None) -> Plan:
+def select(opts: dict) -> Plan:
     """The speed cases and convergence trials that the suite options ``opts`` select
     (this shard's only, with ``shard``). Raises ``UserError`` for a bad selection."""
     selection = presets.Selection.from_options(opts)
-    cases = selection.cases(default_input)
+    cases = selection.cases()
     nodes = opts.get("nnodes") or 1
     if nodes > 1 and not opts.get("rdzv_endpoint"):
         raise UserError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the first node's)")

@@ -79,6 +79,18 @@ PRESETS = {
                      "resnet18": (("channels_last", "bf16"),)},
         "budget_s": 2.0,  # per side: paired timing gives each side 10 blocks of 0.2 s
     },
+    # A GPU's reference report (bench/gpu_proof.py): ImageNet-size ResNets in both modes,
+    # PyTorch's default numerics against what people ship (channels-last bf16, eager and
+    # compiled), and the batch sweep of ResNet-50 training.
+    "reference": {
+        "models": {"resnet18": ((3, 224, 224), 256), "resnet50": ((3, 224, 224), 128)},
+        "modes": ("infer", "train"), "devices": ("cuda",),
+        "variants": (("contiguous", "default", "eager"), ("channels_last", "bf16", "eager")),
+        "compiled": {"resnet50": (("channels_last", "bf16"),),
+                     "resnet18": (("channels_last", "bf16"),)},
+        "sweep": (("resnet50", "train", "channels_last-bf16-eager"),),
+        "budget_s": 3.0,
+    },
 }
 
 
@@ -106,20 +118,19 @@ class Selection:
     def get(self, option: str):
         return self.filters.get(option)
 
-    def cases(self, default_input=None) -> list[Case]:
+    def cases(self) -> list[Case]:
         """Every case of the selection, model-major so a model's variants run together.
-
-        A model outside the preset runs at ``default_input(model)`` -> (shape, batch)."""
+        A model outside the preset runs at its own input (``resnets models``), batch 1."""
         p = PRESETS[self.preset]
         sizes = self.get("image_sizes")
         out = []
         for model in self.get("models") or tuple(p["models"]):
             if model in p["models"]:
                 shape, batch = p["models"][model]
-            elif default_input is not None:
-                shape, batch = default_input(model)
             else:
-                raise UserError(f"model {model!r} is not in the {self.preset} preset")
+                from . import models  # torch: only for a model the preset does not hold
+
+                shape, batch = models.spec(model).input_shape, 1
             shapes = [(shape[0], s, s) for s in sizes] if sizes else [shape]
             out += self._product(model, self.get("modes") or p["modes"], shapes, batch)
         if not sizes:  # explicit sizes replace the preset's, extras included
@@ -145,7 +156,10 @@ class Selection:
                 continue
             rows = [{**r, d.name: v} for r in rows for v in
                     (fixed[d.name] if d.name in fixed else self._values(d, r))]
-        return [Case(**self._split(r)) for r in rows]
+        swept = {(m, mode, v) for m, mode, v in PRESETS[self.preset].get("sweep", ())}
+        cases = [Case(**self._split(r)) for r in rows]
+        return [replace(c, sweep=True) if (c.model, c.mode, c.variant) in swept and asked is None
+                else c for c in cases]
 
     def _values(self, d, row: dict) -> tuple:
         if d.applies is not None and not d.applies(row):
@@ -195,8 +209,10 @@ NAMES = tuple(d.name for d in VARIANTS)
 DATASETS = ("digits", "digits-augmented", "fashion-mnist", "cifar10", "synthetic")
 
 # Seeds per convergence run, and where it runs; a preset without seeds (gate) has none.
-PRESET_SEEDS = {"quick": (0, 1, 2), "full": (0, 1, 2, 3, 4), "gate": (), "launch": ()}
-PRESET_DEVICE = {"quick": "cpu", "full": "cuda", "gate": "cuda", "launch": "cuda"}
+PRESET_SEEDS = {"quick": (0, 1, 2), "full": (0, 1, 2, 3, 4), "gate": (), "launch": (),
+                "reference": ()}
+PRESET_DEVICE = {"quick": "cpu", "full": "cuda", "gate": "cuda", "launch": "cuda",
+                 "reference": "cuda"}
 
 # experiment -> preset -> what to run: dataset, target, budget, models (model ->
 # (input_shape, batch size)), whether runs stop at the target, protocol overrides, and

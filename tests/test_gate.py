@@ -26,7 +26,7 @@ def _slow(model):
         m._t0 = time.perf_counter()
 
     def post(m, args, out):
-        end = time.perf_counter() + 0.6 * (time.perf_counter() - m._t0)
+        end = time.perf_counter() + FACTOR * (time.perf_counter() - m._t0)
         while time.perf_counter() < end:
             pass
 
@@ -48,27 +48,29 @@ def git(cwd, *args):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """main: this checkout's package; branch slow: the same with every forward slowed."""
+    """main: this checkout's package; branches slow and slow30: the same with every
+    forward slowed by 60% and 30%."""
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(ROOT / "resnets", repo / "resnets",
                     ignore=shutil.ignore_patterns("__pycache__"))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
-    git(repo, "checkout", "-q", "-b", "slow")
     registry = repo / "resnets" / "models" / "registry.py"
-    text = registry.read_text()
-    text = text.replace("    return _BUILDERS[_check(name)](**kwargs)",
-                        "    return _slow(_BUILDERS[_check(name)](**kwargs))") + SLOW
-    registry.write_text(text)
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "slow forward")
+    original = registry.read_text()
+    for branch, factor in (("slow", 0.6), ("slow30", 0.3)):
+        git(repo, "checkout", "-q", "-b", branch, "main")
+        registry.write_text(original.replace(
+            "    return _BUILDERS[_check(name)](**kwargs)",
+            "    return _slow(_BUILDERS[_check(name)](**kwargs))") + f"FACTOR = {factor}" + SLOW)
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "slow forward")
     git(repo, "checkout", "-q", "main")
     return repo
 
 
-def gate(repo, out, head):
+def gate(repo, out, head, *extra):
     return subprocess.run([sys.executable, "-m", "resnets", "gate", "--repo", str(repo),
-                           "--base", "main", "--head", head, *CASES, "-o", str(out)],
+                           "--base", "main", "--head", head, *CASES, *extra, "-o", str(out)],
                           capture_output=True, text=True, timeout=600)
 
 
@@ -96,6 +98,24 @@ def test_a_slowed_head_fails_the_gate_with_a_comment(repo, tmp_path):
     assert state["commits"]["head"] == git(repo, "rev-parse", "slow")
     assert state["commits"]["base"] == git(repo, "rev-parse", "main")
     assert git(repo, "worktree", "list").count("\n") == 0  # the worktrees are gone
+
+
+def test_two_processes_pass_an_unchanged_head_and_fail_one_30_percent_slower(repo, tmp_path):
+    """The mode the GPU workflow uses when dependencies change (one worker process per
+    side, each drawing its own level), with its own noise prior: A/A passes with nothing
+    called a regression; 30% slower fails (or, where load drowns even that, is noisy)."""
+    aa = gate(repo, tmp_path / "aa", "main", "--two-processes")
+    assert aa.returncode == 0, aa.stdout[-3000:] + aa.stderr[-3000:]
+    doc = json.loads((tmp_path / "aa" / "compare.json").read_text())
+    assert not {"regression", "improvement"} & {c["verdict"] for c in doc["cases"]}
+    assert "one process per side" in (tmp_path / "aa" / "compare.md").read_text()
+    slow = gate(repo, tmp_path / "slow", "slow30", "--two-processes")
+    doc = json.loads((tmp_path / "slow" / "compare.json").read_text())
+    if not all(c["verdict"] == "noisy" and c["timing"]["detectable"] > 0.3
+               for c in doc["cases"]):
+        assert slow.returncode == 1, slow.stdout[-3000:] + slow.stderr[-3000:]
+        assert {c["verdict"] for c in doc["cases"]} <= {"regression", "noisy"}
+        assert any(c["verdict"] == "regression" for c in doc["cases"])
 
 
 def test_an_unchanged_head_passes(repo, tmp_path):

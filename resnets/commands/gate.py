@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="Python with the baseline's dependencies (default: this one)")
     src.add_argument("--head-python", metavar="PY",
                      help="Python with the candidate's dependencies (default: this one)")
+    src.add_argument("--two-processes", action="store_true",
+                     help="one worker process per side even with one Python (the mode two "
+                          "Pythons need; its noise prior is its own)")
     preset, *matrix = options.MATRIX
     options.add_options(p.add_argument, "--", [
         replace(preset, default="gate", help="case matrix preset (default gate)"),
@@ -103,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
             compare_opts,
             pythons={"base": args.base_python, "head": args.head_python},
             repeats=args.repeats, blocks=args.blocks, commits=commits,
+            two_processes=args.two_processes,
             progress=lambda line: print(line, file=sys.stderr, flush=True))
     finally:
         gate.remove_worktrees(args.repo, made)

@@ -80,7 +80,7 @@ def dry_run(opts: dict) -> int:
     from ..text import duration, text_table
 
     full = {o.name: o.initial for o in options.SUITE} | opts
-    planned = plan.select(full, _default_input)
+    planned = plan.select(full)
     cases, trials = planned.cases, planned.trials
     rows, skipped = [], 0
     for item, e in zip([*cases, *trials], plan.run_estimates(full, cases, trials)):
@@ -102,12 +102,6 @@ def dry_run(opts: dict) -> int:
     return 0
 
 
-def _default_input(model: str):
-    from .. import models
-
-    return models.spec(model).input_shape, 1
-
-
 def main(args: argparse.Namespace) -> int:
     from .. import children, plan, runlock, store
 
@@ -125,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or store.REPORTS_DIR / store.run_id())
     stored_plan = run_dir / plan.PLAN_FILE
     planned = (plan.Plan.load(stored_plan) if args.resume and stored_plan.exists() else
-               plan.select({o.name: o.initial for o in options.SUITE} | opts, _default_input))
+               plan.select({o.name: o.initial for o in options.SUITE} | opts))
     with runlock.hold(run_dir):
         if not args.resume:
             if (run_dir / store.CASES_DIR).is_dir():

@@ -48,6 +48,12 @@ DEVICES = {"cpu": DeviceNoise(floor=0.075, kappa=0.0),
 # max(0.01, 1.2 x the pair's block se). cuda: the unpaired H100 floor and kappa, kept
 # until GPU A/A gate runs measure it.
 PAIRED = {"cpu": DeviceNoise(floor=0.01, kappa=1.2), "cuda": DeviceNoise(floor=0.005, kappa=1.0)}
+# Paired in two processes (one per side: the gate's mode when the sides need different
+# Python environments): each process also draws its own level. cpu: PLACEHOLDER until
+# fitted. cuda: the unpaired H100 floor and kappa, kept until GPU A/A runs of this mode
+# measure it.
+PAIRED_TWO = {"cpu": DeviceNoise(floor=0.05, kappa=1.2),
+              "cuda": DeviceNoise(floor=0.005, kappa=1.0)}
 # A case timed in separate runs while other work kept more than this many cores busy is
 # never called a regression: no statistic tells a shared machine from slower code. Paired
 # blocks alternate under the same load, so there the load widens the interval instead.
@@ -98,10 +104,12 @@ def repeat_sigma(prior: float, sides: list[list], spread=()) -> float:
     return math.sqrt((PRIOR_DF * prior ** 2 + squares) / (PRIOR_DF + df))
 
 
-def paired_sigma(device: str, within: float, floor: float | None = None) -> float:
+def paired_sigma(device: str, within: float, floor: float | None = None,
+                 two_processes: bool = False) -> float:
     """Expected shift between pairs of a paired (block-interleaved) comparison, beyond
     their own block scatter ``within`` (the standard error of a pair's log ratio): what
     alternating blocks cannot cancel (each build's memory layout; each process's, when the
     sides run in two). ``floor`` (``--noise``) replaces the device's floor."""
-    model = PAIRED.get(device, PAIRED["cpu"])
+    table = PAIRED_TWO if two_processes else PAIRED
+    model = table.get(device, table["cpu"])
     return max(model.floor if floor is None else floor, model.kappa * within)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..paired import TWO_PROCESSES
 from ..results import load
 from ..schema import (
     CASE_ID,
@@ -254,7 +255,10 @@ def timing_change(base: pd.DataFrame, cand: pd.DataFrame, opts: Options,
             within.append(se)
             base_levels.append(math.log(np.median([np.median(x) for x in
                                                    split_blocks(b[SAMPLES], blocks)])))
-        prior = paired_sigma(device, math.sqrt(float(np.mean(np.square(within)))), opts.noise)
+        two = any(TWO_PROCESSES in str(p) for p in (*base["timing_pairing"],
+                                                    *cand["timing_pairing"]))
+        prior = paired_sigma(device, math.sqrt(float(np.mean(np.square(within)))), opts.noise,
+                             two)
         sigma = repeat_sigma(prior, [], spread=diffs)
         d = float(np.mean(diffs))
         se = math.sqrt((sigma ** 2 + float(np.mean(np.square(within)))) / len(pairs))
