@@ -13,8 +13,6 @@ never costs the others; ``strict=True`` refuses it instead.
 """
 from __future__ import annotations
 
-import glob
-import json
 import re
 import sys
 from functools import lru_cache
@@ -22,9 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import files
 from .errors import UserError
 from .schema import CASE_ID, RUN_COLUMNS, SchemaError, columns, from_dict
 from .store import CASES_DIR
+from .text import printable
 
 # A result file larger than this is refused unread: a case file is a few hundred KiB.
 MAX_FILE_BYTES = 256 * 2 ** 20
@@ -36,12 +36,24 @@ class ResultsError(UserError):
 
 def _folder_files(p: Path) -> list[Path]:
     """A run folder's case files; a folder of run folders (or of a run's shards) gives
-    all their case files; any other folder, its JSON files."""
+    all their case files; any other folder, its JSON files. Symlinks are not followed
+    (a link out of the folder is not read), and a warning names them."""
     cases = p / CASES_DIR
-    if cases.is_dir():
-        return sorted(cases.glob("*.json"))
-    nested = sorted(p.rglob(f"{CASES_DIR}/*.json"))
-    return nested or sorted(p.rglob("*.json"))
+    found = files.walk(cases) if cases.is_dir() and not cases.is_symlink() else []
+    if not found:
+        everything = files.walk(p)
+        nested = [f for f in everything if f.parent.name == CASES_DIR]
+        found = nested or everything
+    left = files.links(p)
+    if left:
+        warn(f"left out {len(left)} symlink(s) in {p} (not followed): "
+             + ", ".join(str(x) for x in left[:3]) + (" ..." if len(left) > 3 else ""))
+    return found
+
+
+def warn(text: str) -> None:
+    """A one-line warning on stderr, safe for a terminal whatever the data held."""
+    print(f"resnets: warning: {printable(text)}", file=sys.stderr)
 
 
 def expand(paths) -> list[tuple[Path, bool]]:
@@ -51,48 +63,40 @@ def expand(paths) -> list[tuple[Path, bool]]:
     What a user names explicitly must hold results; what a glob merely matches may not
     (``reports/*`` also matches reports/README.md and report-only folders): those are
     skipped, and only a glob that yields no result file at all is an error."""
-    files: dict[Path, bool] = {}
+    found_files: dict[Path, bool] = {}
     for raw in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(raw)
-        if p.is_file():
-            files.setdefault(p, True)
-        elif p.is_dir():
+        if p.is_dir():
             found = _folder_files(p)
             if not found:
                 raise ResultsError(f"{p}: no result files (*.json) in this folder")
             for f in found:
-                files.setdefault(f, False)
+                found_files.setdefault(f, False)
+        elif p.exists() or p.is_symlink():  # a file, or something that is not one: read says
+            found_files.setdefault(p, True)
         else:
-            matches = [Path(m) for m in sorted(glob.glob(str(raw), recursive=True))]
+            try:
+                matches = files.glob_paths(str(raw))
+            except UserError as exc:
+                raise ResultsError(str(exc)) from None
             found = [f for m in matches
-                     for f in ([m] if m.is_file() and m.suffix == ".json" else
-                               _folder_files(m) if m.is_dir() else [])]
+                     for f in ([m] if m.suffix == ".json" and m.is_file() and not m.is_symlink()
+                               else _folder_files(m) if m.is_dir() and not m.is_symlink()
+                               else [])]
             if not found:
                 what = "no result files" if matches else "no such file, folder or glob match"
                 raise ResultsError(f"{raw}: {what}")
             for f in found:
-                files.setdefault(f, False)
-    return list(files.items())
+                found_files.setdefault(f, False)
+    return list(found_files.items())
 
 
 def read_document(path: Path) -> dict:
     """Parse one pytest-benchmark JSON file and check its shape (not yet its records)."""
     try:
-        if Path(path).stat().st_size > MAX_FILE_BYTES:
-            raise ResultsError(f"{path}: larger than {MAX_FILE_BYTES // 2 ** 20} MiB; "
-                               "not a result file")
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ResultsError(f"{path}: not text (binary or not UTF-8); not a result file") from None
-    if not text.strip():
-        raise ResultsError(f"{path}: empty file")
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ResultsError(f"{path}: not valid JSON, truncated or corrupt "
-                           f"({str(exc)[:200]})") from None
+        doc = files.read_json(path, MAX_FILE_BYTES)
+    except UserError as exc:
+        raise ResultsError(str(exc)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise ResultsError(f"{path}: not pytest-benchmark output (no 'benchmarks' list)")
     for key in ("machine_info", "commit_info"):
@@ -126,8 +130,8 @@ def run_complete(folder: Path | None) -> bool | None:
     if folder is None:
         return None
     try:
-        state = json.loads((folder / "run-state.json").read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        state = files.read_json(folder / "run-state.json")
+    except UserError:
         return None
     return bool(state.get("complete")) if isinstance(state, dict) else None
 
@@ -185,7 +189,7 @@ def load(paths, strict: bool = False) -> pd.DataFrame:
             if named or strict:
                 raise
             corrupt.append((str(path), str(exc)))
-            print(f"resnets: warning: skipped {exc}", file=sys.stderr)
+            warn(f"skipped {exc}")
     df = rows_frame(rows)
     if not df.empty:
         # A result appears once per run; convergence runs repeat a case over seeds.

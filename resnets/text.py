@@ -71,6 +71,17 @@ _MD_PUNCT = re.compile(r"([\\`*\[\]|~])|(?<!\w)_|_(?!\w)")
 _CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Unicode's controls (category Cc: C0, DEL, C1), the line and paragraph separators, and
+# the bidirectional embeddings, overrides and isolates that reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text) -> str:
+    """``text`` made safe to print on a terminal, on one line."""
+    return _UNPRINTABLE.sub(lambda m: " " if m.group().isspace()
+                            else m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 def md(text) -> str:
     """``text`` made inert for Markdown (see the module docstring)."""
     one_line = " ".join(str(text).split())
