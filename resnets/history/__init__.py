@@ -1,5 +1,5 @@
-"""Performance history: follow every case across many runs and flag level shifts that
-persist. ``analysis`` builds the series and finds the shifts (the rule is its docstring);
+"""Performance history: follow every case across many runs and find its change points.
+``analysis`` builds the series and finds the shifts (the method is its docstring);
 ``render`` writes them as trend plots, Markdown and terminal lines, like ``compare``.
 """
 from .analysis import Options, Series, Shift, history

@@ -8,11 +8,11 @@ import pandas as pd
 
 from ..store import atomic_write, atomic_write_text, safe_name
 from ..text import change, duration, markdown_table, md
-from .analysis import Options, Series
+from .analysis import Options, Series, Shift
 
 
 def trend_figure(series: Series):
-    """Run medians with their IQR, the levels and the shifts: what the rule saw."""
+    """Run medians with their IQR, each segment's level and the shifts: what the rule saw."""
     from matplotlib.figure import Figure
 
     p = series.points
@@ -22,12 +22,15 @@ def trend_figure(series: Series):
     ax.errorbar(x, p["median"] * 1e3, yerr=[(p["median"] - p["q1"]) * 1e3,
                                             (p["q3"] - p["median"]) * 1e3],
                 fmt="o-", ms=4, lw=1, capsize=2, label="run median (IQR)")
+    bounds = [0, *(s.start for s in series.shifts), len(p)]
+    levels = [s.before for s in series.shifts[:1]] + [s.after for s in series.shifts]
+    for a, b, level in zip(bounds, bounds[1:], levels):
+        ax.hlines(level * 1e3, a - 0.4, b - 0.6, color="gray", lw=1.2, ls=":")
     for s in series.shifts:
         color = "tab:red" if s.kind == "regression" else "tab:green"
         ax.axvline(s.start - 0.5, color=color, ls="--", lw=1)
-        ax.axhline(s.before * 1e3, color="gray", lw=0.8, ls=":")
-        ax.annotate(f"{change(s.ratio)}", (s.start, s.after * 1e3), color=color,
-                    textcoords="offset points", xytext=(4, 6))
+        ax.annotate(f"{change(s.ratio)} ({interval(s)})", (s.start, s.after * 1e3),
+                    color=color, textcoords="offset points", xytext=(4, 6), fontsize=7)
     labels = [str(c)[:7] if isinstance(c, str) and c else str(r)[:12]
               for c, r in zip(p["commit"], p["run"])]
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
@@ -57,13 +60,27 @@ def write_plots(series: list[Series], out: Path) -> dict[int, Path]:
     return paths
 
 
+def method(opts: Options) -> str:
+    """The rule in one sentence, with this run's settings."""
+    return (f"Change points by E-divisive means with a t-test: a shift is beyond "
+            f"{opts.threshold:.0%} with p < {opts.alpha:g} (adjusted for where it could "
+            f"have been), against the series' own run-to-run noise, with at least "
+            f"{opts.persist} run(s) on each side.")
+
+
+def interval(shift: Shift) -> str:
+    return f"{change(shift.low)} to {change(shift.high)}"
+
+
+def short_commit(commit) -> str:
+    return commit[:10] if isinstance(commit, str) and commit else "-"
+
+
 def markdown(series: list[Series], opts: Options, plots: dict[int, Path]) -> str:
     envs = sorted({s.env for s in series})
     flagged = [s for s in series if s.shifts]
     lines = [f"### Benchmark history: {'FAIL' if any(s.failing for s in series) else 'OK'}", "",
-             f"{len(series)} series in {len(envs)} environment(s); a level shift needs "
-             f"{opts.persist} consecutive runs beyond {opts.threshold:.0%} and the series' "
-             f"own noise (alpha {opts.alpha:g}).", ""]
+             f"{len(series)} series in {len(envs)} environment(s). {method(opts)}", ""]
     if flagged:
         rows = []
         for s in flagged:
@@ -71,11 +88,13 @@ def markdown(series: list[Series], opts: Options, plots: dict[int, Path]) -> str
                 run = s.points.iloc[sh.start]
                 plot = plots.get(id(s))
                 rows.append([s.case_id, s.env, f"{sh.kind} {change(sh.ratio)}",
-                             f"{run['run']} ({_date(run['time'])})", duration(sh.before),
-                             duration(sh.after), len(s.points) - sh.start,
+                             interval(sh), f"{sh.p:.2g}",
+                             f"{run['run']} ({_date(run['time'])})", short_commit(run["commit"]),
+                             duration(sh.before), duration(sh.after), len(s.points) - sh.start,
                              plot.name if plot else ""])
-        lines.append(markdown_table(["case", "environment", "shift", "at run", "before",
-                                     "after", "runs since", "plot file"], rows))
+        lines.append(markdown_table(["case", "environment", "shift", "95% interval", "p",
+                                     "at run", "commit", "before", "after", "runs since",
+                                     "plot file"], rows))
     else:
         lines.append("No level shift.")
     pending = [s.case_id for s in series if s.unconfirmed]
@@ -89,8 +108,8 @@ def terminal(series: list[Series]) -> str:
     lines = []
     for s in series:
         for sh in s.shifts:
-            lines.append(f"{sh.kind:<11} {change(sh.ratio):>7}  {s.case_id}  from run "
-                         f"{s.points['run'].iloc[sh.start]}"
+            lines.append(f"{sh.kind:<11} {change(sh.ratio):>7} ({interval(sh)}, p={sh.p:.2g})"
+                         f"  {s.case_id}  from run {s.points['run'].iloc[sh.start]}"
                          f"{'' if sh.recent else ' (older)'}  [{s.env}]")
         if s.unconfirmed:
             lines.append(f"{'unconfirmed':<11} {'':>7}  {s.case_id}  newest run only  [{s.env}]")
