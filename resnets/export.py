@@ -2,7 +2,8 @@
 
 pytest-benchmark's JSON carries calls per second; these carry what the cases measure:
 throughput (samples/s), step time, peak memory, utilization and, where a case has it,
-energy per sample (every ``SpeedResult`` metric whose unit is in joules).
+energy per sample (every ``SpeedResult`` metric whose unit is "J": the schema's energy
+fields are per sample).
 
 * ``gab``: github-action-benchmark's custom tools, one JSON array of
   ``{name, unit, value, range, extra}`` per direction: ``customBiggerIsBetter.json``
@@ -78,11 +79,11 @@ FIXED = (
 
 
 def measures() -> list[Measure]:
-    """The fixed measures, then every speed metric in joules (energy), smaller is better."""
-    energy = [Measure(name, meta["label"] or name, name, meta["unit"], 1.0, False,
+    """The fixed measures, then every speed metric in joules (energy per sample: gross
+    and net of the idle baseline, where measured), smaller is better."""
+    energy = [Measure(name, meta["label"] or name, name, "J/sample", 1.0, False,
                       name.replace("_", "-"), 1.0)
-              for name, meta in metrics(SpeedResult).items()
-              if str(meta["unit"]).startswith("J")]
+              for name, meta in metrics(SpeedResult).items() if meta["unit"] == "J"]
     return [*FIXED, *energy]
 
 

@@ -102,15 +102,19 @@ def test_energy_in_joules_is_exported_smaller_is_better_when_a_case_has_it(tmp_p
     """Any speed metric declared in joules is energy: it joins the smaller-is-better
     file and Bencher's measures, for the cases that measured it."""
     real = export.metrics
-    monkeypatch.setattr(export, "metrics", lambda record: {
-        **real(record), "energy_j": {"unit": "J/sample", "label": "energy per sample"}})
+    monkeypatch.setattr(export, "metrics", lambda record: {  # as the schema declares it
+        **real(record), "energy_j_per_sample": {"unit": "J", "label": "energy per sample"},
+        "energy_power_w": {"unit": "W", "label": "mean power"}})
     df = export.speed_rows([one_run(tmp_path)], one_run=True)
-    df = df.assign(energy_j=[0.5 if c == CASE.id else None for c in df["case_id"]])
+    df = df.assign(energy_j_per_sample=[0.5 if c == CASE.id else None for c in df["case_id"]],
+                   energy_power_w=100.0)
     smaller = export.gab(df)[False]
     energy = [e for e in smaller if e["unit"] == "J/sample"]
     assert [(e["name"], e["value"]) for e in energy] == [(f"{CASE.id}: energy per sample", 0.5)]
+    assert not any("power" in e["name"] for e in smaller + export.gab(df)[True])
     bmf = export.bmf(df)
-    assert bmf[CASE.id]["energy-j"] == {"value": 0.5} and "energy-j" not in bmf[OTHER.id]
+    assert bmf[CASE.id]["energy-j-per-sample"] == {"value": 0.5}
+    assert "energy-j-per-sample" not in bmf[OTHER.id]
 
 
 def test_otava_writes_a_test_per_case_ordered_by_time_that_its_config_declares(tmp_path):
