@@ -2,6 +2,9 @@
 each with its run, size, interval and p-value; with a plot), lone outliers and real
 run-to-run noise are not shifts, environments never share a series, bad input exits 2."""
 import datetime as dt
+import html
+import json
+import re
 import subprocess
 import sys
 
@@ -13,6 +16,7 @@ from scipy import stats as scipy_stats
 from test_compare import CASE, OTHER, RESNET18, draw_run, noise_model, write_run
 
 from resnets import cli
+from resnets.case import Case
 from resnets.history import Options, Series, history
 from resnets.history.analysis import detect
 from resnets.stats import t_quantile, t_two_sided_p
@@ -204,3 +208,69 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+
+
+# --- the page --------------------------------------------------------------------------
+
+def bisect_doc(first_bad, change=1.24, low=1.2, high=1.28):
+    return {"first_bad": first_bad, "change": change, "low": low, "high": high}
+
+
+def test_the_page_shows_every_series_the_shifts_with_commits_and_bisect_results(tmp_path):
+    runs = tmp_path / "runs"
+    write_cases(runs, {CASE: [1.0] * 8 + [1.25] * 4, OTHER: [1.0] * 12}, noise=0.01, seed=7)
+    # One answer in the first slowed run's folder, one from --bisect (which wins).
+    (runs / "run08" / "bisect.json").write_text(json.dumps(
+        {CASE.id: bisect_doc("08" + "c" * 38), OTHER.id: bisect_doc("ffffffffffff")}))
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({OTHER.id: bisect_doc("0123456789abcdef", 1.01, 0.99, 1.03)}))
+    out = tmp_path / "out"
+    assert cli.main(["history", str(runs / "*"), "-o", str(out), "--bisect", str(extra)]) == 1
+    page = (out / "index.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    text = re.sub(r'src="[^"]*"', 'src=""', page)  # the page without its images' bytes
+    assert "<script" not in text and "http" not in text  # nothing runs, nothing is fetched
+    assert len(re.findall(r'class="spark"', page)) == 2  # a sparkline per series
+    assert len(sources) == 3  # and the trend plot of the series with a shift
+    shifts = page[page.index('id="shifts"'):page.index('id="series"')]
+    assert CASE.id in shifts and OTHER.id not in shifts
+    assert "08cccccccc" in shifts  # the commit of the first run at the new level
+    assert "+24.0% (+20.0% to +28.0%)" in shifts  # the bisection's culprit and its change
+    table = page[page.index('id="series"'):]
+    assert "0123456789" in table and "ffffffffff" not in page  # --bisect won for OTHER
+    assert "08cccccccc +24.0%" in (out / "history.md").read_text()
+
+
+def test_hostile_names_are_text_in_the_page(tmp_path):
+    from test_hostile import PAYLOADS, assert_inert_markdown
+
+    runs = tmp_path / "runs"
+    cases = {Case(f"m{i}{p}", input_shape=(1, 8, 8)): [1.0] * 6 + [1.3] * 3
+             for i, p in enumerate(PAYLOADS[:2])}
+    write_cases(runs, cases, noise=0.01, seed=8)
+    (runs / "run06" / "bisect.json").write_text(json.dumps(
+        {c.id: bisect_doc(PAYLOADS[1]) for c in cases}))
+    out = tmp_path / "out"
+    assert cli.main(["history", str(runs / "*"), "-o", str(out)]) == 1
+    page = (out / "index.html").read_text()
+    assert "<script" not in page and "<img src=x" not in page
+    assert not re.search(r"""(href|src)\s*=\s*["']?\s*(javascript|http)""", page, re.I)
+    for case in cases:
+        assert html.escape(case.id) in page
+    assert_inert_markdown((out / "history.md").read_text(), "history.md")
+
+
+@pytest.mark.parametrize("content,message", [
+    ("not json", "not JSON"),
+    ('["a"]', "an object of case ids"),
+    ('{"c": {"first_bad": "abc", "change": "fast", "low": 1, "high": 2}}', "positive ratios"),
+    ('{"c": {"change": 1.1, "low": 1, "high": 1.2}}', "needs first_bad"),
+])
+def test_a_bad_bisect_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+    write_history(tmp_path / "runs", [1.0, 1.0])
+    (tmp_path / "b.json").write_text(content)
+    code = cli.main(["history", str(tmp_path / "runs" / "*"), "-o", str(tmp_path / "o"),
+                     "--bisect", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

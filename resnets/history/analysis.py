@@ -30,19 +30,22 @@ band is *unconfirmed*, never a shift. Exit 1 when a slowdown starts within the l
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..compare.noise import PRIOR_DF, prior_sigma, repeat_sigma
 from ..errors import UserError
-from ..results import load
+from ..results import expand, load, run_folder
 from ..schema import COMPARABLE_ENV, KIND, SAMPLES, STATUS, Kind, Status
 from ..stats import t_quantile, t_two_sided_p
 
 CONFIDENCE = 0.95  # of a shift's interval
+BISECT_FILE = "bisect.json"
 
 
 @dataclass(frozen=True)
@@ -262,3 +265,51 @@ def history(paths, opts: Options = Options()) -> list[Series]:
     if not found:
         raise UserError(f"{' '.join(map(str, paths))}: no successful speed results to follow")
     return [detect(s, opts) for s in found]
+
+
+# --- bisect results ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bisected:
+    """A bisection's answer for one case: the first bad commit, and its step-time ratio
+    to the good end with that ratio's 95% interval (1.3 = 30% slower)."""
+
+    first_bad: str
+    change: float
+    low: float
+    high: float
+
+
+def bisect_results(paths, files=()) -> dict[str, Bisected]:
+    """``{case_id: Bisected}`` from ``bisect.json`` in the run folders of ``paths``
+    (oldest name first; a bisection of a shift writes it into the folder of the first run
+    at the new level, where the result loader never looks), then from each of ``files``
+    (``--bisect``); a later file's answer for a case wins. A file is
+    ``{case_id: {"first_bad": sha, "change": r, "low": r, "high": r}}``."""
+    folders = sorted({f for path, _ in expand(paths) if (f := run_folder(path)) is not None})
+    out: dict[str, Bisected] = {}
+    for path in [*(f / BISECT_FILE for f in folders if (f / BISECT_FILE).is_file()),
+                 *map(Path, files)]:
+        out.update(_read_bisect(path))
+    return out
+
+
+def _read_bisect(path: Path) -> dict[str, Bisected]:
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read bisect results ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: bisect results are not JSON ({str(exc)[:100]})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: bisect results must be an object of case ids")
+    out = {}
+    for case_id, r in doc.items():
+        numbers = [r.get(k) for k in ("change", "low", "high")] if isinstance(r, dict) else []
+        if not (isinstance(r, dict) and isinstance(r.get("first_bad"), str) and r["first_bad"]
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                        and math.isfinite(x) and x > 0 for x in numbers)):
+            raise UserError(f"{path}: {str(case_id)[:80]!r} needs first_bad (a commit) and "
+                            "change, low, high (positive ratios)")
+        out[str(case_id)] = Bisected(r["first_bad"], *map(float, numbers))
+    return out
