@@ -213,6 +213,17 @@ def otava(df: pd.DataFrame) -> dict[str, tuple[str, dict[str, int]]]:
     return tests
 
 
+def csv_names(names) -> dict[str, str]:
+    """A file name per test name, safe in a path; where two names make one (``a|b`` and
+    ``a_b``), the later ones are numbered."""
+    files: dict[str, str] = {}
+    for name in names:
+        stem = safe_name(name)
+        files[name] = next(f for k in range(len(files) + 1)
+                           if (f := f"{stem}{f'-{k}' if k else ''}.csv") not in files.values())
+    return files
+
+
 def otava_config(tests: dict[str, tuple[str, dict[str, int]]],
                  files: dict[str, str]) -> str:
     """``otava.yaml`` for ``tests`` whose CSVs are ``files[name]`` (relative to the
@@ -256,9 +267,8 @@ def export(paths, fmt: str, out: Path | None) -> list[Path] | str:
     if fmt != "otava":
         raise ValueError(f"unknown export format {fmt!r}")
     tests = otava(df)
-    files = {}
+    files = csv_names(tests)
     for name, (text, _) in tests.items():
-        files[name] = f"{safe_name(name)}.csv"
         atomic_write_text(out / files[name], text)
         written.append(out / files[name])
     atomic_write_text(out / OTAVA_CONFIG, otava_config(tests, files))

@@ -176,3 +176,25 @@ def test_export_imports_no_torch():
     code = ("import sys, resnets.export, resnets.commands.export; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_hostile_case_names_survive_otavas_config_and_stay_out_of_file_names(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    from test_hostile import PAYLOADS
+
+    from resnets.case import Case
+
+    cases = [Case(f"m{p}", input_shape=(1, 8, 8)) for p in PAYLOADS]
+    write_run(tmp_path / "run", {c: steady(0.01, seed=i) for i, c in enumerate(cases)},
+              commit={"time": START.isoformat()})
+    out = tmp_path / "otava"
+    assert cli.main(["export", str(tmp_path / "run"), "--format", "otava", "-o", str(out)]) == 0
+    config = yaml.safe_load((out / "otava.yaml").read_text())
+    assert sorted(config["tests"]) == sorted(c.id for c in cases)
+    files = [test["file"] for test in config["tests"].values()]
+    assert len(set(files)) == len(files)
+    assert all((out / f).parent == out and (out / f).is_file() for f in files)
+    # Names that make one file name (a case "x" in two environments is "x@env0", which a
+    # case "x_env0" would meet) get one file each.
+    assert export.csv_names(["a|b", "a_b", "a b"]) == {"a|b": "a_b.csv", "a_b": "a_b-1.csv",
+                                                       "a b": "a_b-2.csv"}
