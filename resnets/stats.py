@@ -150,3 +150,38 @@ def normal_quantile(p: float) -> float:
 
 
 Z95 = normal_quantile(0.975)
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with a whole number ``df`` of degrees of freedom, in
+    closed form (Abramowitz & Stegun 26.7.3-4: a finite series in cos(theta), theta =
+    atan(|t| / sqrt(df))), so no scipy."""
+    if df < 1:
+        raise ValueError("a t-test needs at least 1 degree of freedom")
+    theta = math.atan(abs(t) / math.sqrt(df))
+    c2, term = math.cos(theta) ** 2, 1.0
+    if df % 2:  # odd: (2/pi)(theta + sin cos (1 + 2/3 c2 + 2*4/(3*5) c2^2 + ...))
+        total = 1.0 if df > 1 else 0.0
+        for k in range(1, (df - 1) // 2):
+            term *= c2 * (2 * k) / (2 * k + 1)
+            total += term
+        inside = 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+    else:  # even: sin (1 + 1/2 c2 + 1*3/(2*4) c2^2 + ...)
+        total = 1.0
+        for k in range(1, df // 2):
+            term *= c2 * (2 * k - 1) / (2 * k)
+            total += term
+        inside = math.sin(theta) * total
+    return min(1.0, max(0.0, 1.0 - inside))
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (``p`` > 0.5) by bisection on ``t_two_sided_p``."""
+    lo, hi = 0.0, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if t_two_sided_p(mid, df) > 2 * (1 - p):
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

@@ -1,6 +1,10 @@
-"""``resnets history``: persistent level shifts are flagged (with a plot), lone outliers and
-real run-to-run noise are not, environments never share a series, bad input exits 2."""
+"""``resnets history``: change points are found where the level moves (several per series,
+each with its run, size, interval and p-value; with a plot), lone outliers and real
+run-to-run noise are not shifts, environments never share a series, bad input exits 2."""
 import datetime as dt
+import html
+import json
+import re
 import subprocess
 import sys
 
@@ -8,11 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from records import steady
-from test_compare import CASE, OTHER, draw_run, noise_model, write_run
+from scipy import stats as scipy_stats
+from test_compare import CASE, OTHER, RESNET18, draw_run, noise_model, write_run
 
 from resnets import cli
+from resnets.case import Case
 from resnets.history import Options, Series, history
 from resnets.history.analysis import detect
+from resnets.stats import t_quantile, t_two_sided_p
 
 DAY = dt.timedelta(days=1)
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -41,8 +48,81 @@ def test_a_persistent_slowdown_is_flagged_with_a_plot(tmp_path, capsys):
     assert png[0].name in md
 
 
-def test_a_lone_outlier_is_not_a_shift_and_the_newest_is_unconfirmed(tmp_path):
-    write_history(tmp_path, [1.0, 1.01, 0.99, 1.4, 1.0, 1.02, 0.98, 1.0, 1.3])
+def write_cases(root, levels: dict, noise: float, seed: int):
+    """One run per element of each case's ``levels`` (relative to 30 ms), a day apart,
+    every run's level times its own run-to-run shift (lognormal, sd ``noise``)."""
+    rng = np.random.default_rng(seed)
+    runs = len(next(iter(levels.values())))
+    for k in range(runs):
+        commit = {"id": f"{k:02d}{'c' * 38}", "time": (START + k * DAY).isoformat()}
+        write_run(root / f"run{k:02d}", {
+            case: steady(0.030 * lv[k] * np.exp(rng.normal(0, noise)), n=30, spread=0.02,
+                         seed=100 * k + i) for i, (case, lv) in enumerate(levels.items())},
+            commit=commit)
+    return root
+
+
+def test_slowdowns_of_10_and_25_percent_on_some_models_are_found_where_they_start(tmp_path):
+    """16 runs, 2% between runs: resnet20 slows 25% and lenet 10% from run 11 on,
+    resnet18 not at all. Each shift is at run 11, its interval holds the true change,
+    and the command fails (a recent slowdown)."""
+    step = [1.0] * 11 + [1.0] * 5
+    write_cases(tmp_path / "runs", {CASE: [1.0] * 11 + [1.25] * 5, OTHER: [1.0] * 11 + [1.1] * 5,
+                                    RESNET18: step}, noise=0.02, seed=3)
+    found = {s.case_id: s for s in history([tmp_path / "runs" / "*"])}
+    assert found[RESNET18.id].shifts == []
+    for case, true in ((CASE, 1.25), (OTHER, 1.10)):
+        [shift] = found[case.id].shifts
+        assert shift.start == 11 and shift.kind == "regression" and shift.recent
+        assert shift.low < true < shift.high and shift.low < shift.ratio < shift.high
+        assert shift.p < 0.01
+    assert cli.main(["history", str(tmp_path / "runs" / "*"), "-o", str(tmp_path / "o")]) == 1
+
+
+def test_unchanged_runs_show_no_shift(tmp_path):
+    """Three cases, 14 runs of unchanged code with 5% between runs (a quiet CPU)."""
+    write_cases(tmp_path, {c: [1.0] * 14 for c in (CASE, OTHER, RESNET18)}, noise=0.05,
+                seed=4)
+    assert all(s.shifts == [] for s in history([tmp_path / "*"]))
+
+
+@pytest.mark.parametrize("levels,starts,kinds", [
+    ([1.0] * 6 + [1.15] * 3 + [1.35] * 5, [6, 9], ["regression", "regression"]),
+    ([1.0] * 6 + [1.3] * 3 + [1.0] * 5, [6, 9], ["regression", "improvement"]),
+])
+def test_two_shifts_three_runs_apart_are_two_shifts(tmp_path, levels, starts, kinds):
+    """A staircase and a bump: each step is its own change point, with its own size."""
+    write_cases(tmp_path, {CASE: levels}, noise=0.01, seed=5)
+    [series] = history([tmp_path / "*"])
+    assert [s.start for s in series.shifts] == starts
+    assert [s.kind for s in series.shifts] == kinds
+    for s in series.shifts:
+        true = levels[s.start] / levels[s.start - 1]
+        assert s.low < true < s.high
+
+
+def test_persist_is_the_fewest_runs_at_a_new_level(tmp_path):
+    write_cases(tmp_path, {CASE: [1.0] * 8 + [1.3] * 2}, noise=0.01, seed=6)
+    assert [s.start for s in history([tmp_path / "*"])[0].shifts] == [8]
+    assert history([tmp_path / "*"], Options(persist=3))[0].shifts == []
+
+
+def test_the_t_distribution_matches_scipy():
+    for df in (1, 2, 3, 4, 7, 12, 31):
+        for t in (0.0, 0.4, 1.5, 2.2, 4.0, 12.0):
+            assert t_two_sided_p(t, df) == pytest.approx(2 * scipy_stats.t.sf(t, df),
+                                                         abs=1e-12)
+        assert t_quantile(0.975, df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=1e-9)
+
+
+def test_a_lone_outlier_is_not_a_shift(tmp_path):
+    write_history(tmp_path, [1.0, 1.01, 0.99, 1.4, 1.0, 1.02, 0.98, 1.0, 1.01])
+    [series] = history([tmp_path / "*"])
+    assert series.shifts == [] and not series.unconfirmed
+
+
+def test_the_newest_run_alone_out_is_unconfirmed_and_does_not_fail(tmp_path):
+    write_history(tmp_path, [1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.3])
     [series] = history([tmp_path / "*"])
     assert series.shifts == [] and series.unconfirmed
     assert cli.main(["history", str(tmp_path / "*"), "-o", str(tmp_path / "o")]) == 0
@@ -85,11 +165,12 @@ def noise_series(name, count, rng, slowdown=1.0, at=8, runs=12, max_shift=1.0):
     cases = sorted(c for c in model if model[c][1] < max_shift)
     for i in range(count):
         case = cases[i % len(cases)]
-        q = np.array([np.quantile(draw_run(model, case, rng, slowdown if k >= at else 1.0),
-                                  [0.25, 0.5, 0.75]) for k in range(runs)])
+        samples = [draw_run(model, case, rng, slowdown if k >= at else 1.0)
+                   for k in range(runs)]
+        q = np.array([np.quantile(s, [0.25, 0.5, 0.75]) for s in samples])
         yield Series("env", case, device, pd.DataFrame({"run": range(runs), "commit": None,
                                                         "q1": q[:, 0], "median": q[:, 1],
-                                                        "q3": q[:, 2]}))
+                                                        "q3": q[:, 2], "samples": samples}))
 
 
 def test_real_run_to_run_noise_raises_no_alarm():
@@ -127,3 +208,69 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+
+
+# --- the page --------------------------------------------------------------------------
+
+def bisect_doc(first_bad, change=1.24, low=1.2, high=1.28):
+    return {"first_bad": first_bad, "change": change, "low": low, "high": high}
+
+
+def test_the_page_shows_every_series_the_shifts_with_commits_and_bisect_results(tmp_path):
+    runs = tmp_path / "runs"
+    write_cases(runs, {CASE: [1.0] * 8 + [1.25] * 4, OTHER: [1.0] * 12}, noise=0.01, seed=7)
+    # One answer in the first slowed run's folder, one from --bisect (which wins).
+    (runs / "run08" / "bisect.json").write_text(json.dumps(
+        {CASE.id: bisect_doc("08" + "c" * 38), OTHER.id: bisect_doc("ffffffffffff")}))
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({OTHER.id: bisect_doc("0123456789abcdef", 1.01, 0.99, 1.03)}))
+    out = tmp_path / "out"
+    assert cli.main(["history", str(runs / "*"), "-o", str(out), "--bisect", str(extra)]) == 1
+    page = (out / "index.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    text = re.sub(r'src="[^"]*"', 'src=""', page)  # the page without its images' bytes
+    assert "<script" not in text and "http" not in text  # nothing runs, nothing is fetched
+    assert len(re.findall(r'class="spark"', page)) == 2  # a sparkline per series
+    assert len(sources) == 3  # and the trend plot of the series with a shift
+    shifts = page[page.index('id="shifts"'):page.index('id="series"')]
+    assert CASE.id in shifts and OTHER.id not in shifts
+    assert "08cccccccc" in shifts  # the commit of the first run at the new level
+    assert "+24.0% (+20.0% to +28.0%)" in shifts  # the bisection's culprit and its change
+    table = page[page.index('id="series"'):]
+    assert "0123456789" in table and "ffffffffff" not in page  # --bisect won for OTHER
+    assert "08cccccccc +24.0%" in (out / "history.md").read_text()
+
+
+def test_hostile_names_are_text_in_the_page(tmp_path):
+    from test_hostile import PAYLOADS, assert_inert_markdown
+
+    runs = tmp_path / "runs"
+    cases = {Case(f"m{i}{p}", input_shape=(1, 8, 8)): [1.0] * 6 + [1.3] * 3
+             for i, p in enumerate(PAYLOADS[:2])}
+    write_cases(runs, cases, noise=0.01, seed=8)
+    (runs / "run06" / "bisect.json").write_text(json.dumps(
+        {c.id: bisect_doc(PAYLOADS[1]) for c in cases}))
+    out = tmp_path / "out"
+    assert cli.main(["history", str(runs / "*"), "-o", str(out)]) == 1
+    page = (out / "index.html").read_text()
+    assert "<script" not in page and "<img src=x" not in page
+    assert not re.search(r"""(href|src)\s*=\s*["']?\s*(javascript|http)""", page, re.I)
+    for case in cases:
+        assert html.escape(case.id) in page
+    assert_inert_markdown((out / "history.md").read_text(), "history.md")
+
+
+@pytest.mark.parametrize("content,message", [
+    ("not json", "not JSON"),
+    ('["a"]', "an object of case ids"),
+    ('{"c": {"first_bad": "abc", "change": "fast", "low": 1, "high": 2}}', "positive ratios"),
+    ('{"c": {"change": 1.1, "low": 1, "high": 1.2}}', "needs first_bad"),
+])
+def test_a_bad_bisect_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+    write_history(tmp_path / "runs", [1.0, 1.0])
+    (tmp_path / "b.json").write_text(content)
+    code = cli.main(["history", str(tmp_path / "runs" / "*"), "-o", str(tmp_path / "o"),
+                     "--bisect", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

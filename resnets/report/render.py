@@ -35,6 +35,7 @@ th{background:#f2f2f2;overflow-wrap:normal}td.num{text-align:right;font-variant-
 td.num,td.nw{white-space:nowrap;overflow-wrap:normal}
 .scroll{overflow-x:auto;max-width:100%}img{max-width:100%;height:auto}
 .note{color:#555}.skip{color:#8a5a00;font-style:italic}nav li{display:inline;margin-right:1em}
+img.spark{width:160px;max-width:none;display:block}
 """.strip()
 
 
@@ -51,6 +52,9 @@ class Section:
     missing: str | None = None
     data: pd.DataFrame | None = None
     anchor: str = ""  # the HTML id, when ``name`` is taken (a table and a plot of one topic)
+    # HTML a table of text cannot hold (an image in each row), every value in it already
+    # escaped by whoever built it; shown after the table.
+    body: str = ""
 
     @property
     def id(self) -> str:
@@ -58,7 +62,7 @@ class Section:
 
     @property
     def shown(self) -> bool:
-        return (self.table is not None and not self.table.empty) or bool(self.png)
+        return (self.table is not None and not self.table.empty) or bool(self.png or self.body)
 
 
 def fmt(value) -> str:
@@ -112,10 +116,18 @@ def _html_section(s: Section) -> str:
              f'<p class="note">{html.escape(s.caption)}</p>']
     if s.table is not None and not s.table.empty:
         parts.append(f'<div class="scroll">{html_table(s.table)}</div>')
+    if s.body:
+        parts.append(f'<div class="scroll">{s.body}</div>')
     if s.png:
-        data = base64.b64encode(s.png).decode("ascii")
-        parts.append(f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,{data}">')
+        parts.append(img(s.png, s.title))
     return "\n".join(parts) + "</section>"
+
+
+def img(png: bytes, alt: str, css_class: str = "") -> str:
+    """An ``<img>`` with the PNG inside it (a data URI: the page fetches nothing)."""
+    data = base64.b64encode(png).decode("ascii")
+    kind = f' class="{html.escape(css_class)}"' if css_class else ""
+    return f'<img{kind} alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _not_shown(sections: list[Section]) -> str:
