@@ -24,7 +24,13 @@ from pathlib import Path
 from . import store
 from .errors import UserError
 from .git import git
-from .paired import DEFAULT_BLOCKS, TWO_PROCESSES, Pairer, SideDied, run_pairs
+from .paired import (
+    DEFAULT_BLOCKS,
+    TWO_PROCESSES,
+    Pairer,
+    SideDied,
+    run_pairs,
+)
 
 MAX_REPEATS = 3
 SIDES = ("base", "head")
@@ -64,7 +70,8 @@ class GateResult:
 def run_gate(cases, settings, sources: dict[str, Path | None], out: Path, opts,
              pythons: dict[str, str] | None = None, repeats: str | int = "auto",
              blocks: int = DEFAULT_BLOCKS, progress=None,
-             commits: dict[str, str] | None = None, two_processes: bool = False) -> GateResult:
+             commits: dict[str, str] | None = None, two_processes: bool = False,
+             case_timeout: float | None = None) -> GateResult:
     """Measure ``cases`` paired on both sides into ``out`` and compare them (see the
     module docstring). ``opts`` are ``resnets.compare.Options``."""
     from .compare import compare
@@ -99,7 +106,8 @@ def run_gate(cases, settings, sources: dict[str, Path | None], out: Path, opts,
 
             if progress:
                 progress(f"pass {k}: {len(todo)} case(s) on both sides")
-            part = run_pairs(todo, settings, pairer, f"{stamp}-r{k}", write, blocks, progress)
+            part = run_pairs(todo, settings, pairer, f"{stamp}-r{k}", write, blocks, progress,
+                             case_timeout)
             counts = {key: counts.get(key, 0) + v for key, v in part.items()}
             for c in todo:
                 done[c.id] += 1

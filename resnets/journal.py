@@ -9,11 +9,11 @@ crashed, once, and ``--resume`` does not retry it unless asked. Torch-free.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 
-from . import store
+from . import files, store
+from .errors import UserError
 from .schema import Result, SchemaError, Status, from_dict
 
 ATTEMPTS_DIR = "attempts"
@@ -47,13 +47,13 @@ class Journal:
         """Notes whose process died: ``[{"record", "pid", "started"}]``; unreadable ones
         are dropped."""
         out = []
-        for path in sorted(self.folder.glob("*.json")):
+        for path in files.walk(self.folder) if self.folder.is_dir() else []:
             try:
-                note = json.loads(path.read_text())
+                note = files.read_json(path)
                 if isinstance(note, dict) and isinstance(note.get("record"), dict):
                     out.append(note)
                     continue
-            except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            except UserError:
                 pass
             path.unlink(missing_ok=True)
         return out

@@ -31,8 +31,10 @@ import importlib
 import importlib.util
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,29 @@ SIDES = ("base", "head")
 
 class SideDied(Exception):
     """A worker process ended or answered nonsense; the message says how."""
+
+
+class SideHung(SideDied):
+    """A worker gave no answer in time; ``side`` names the side it was serving (from the
+    worker's last log line: the pair worker logs each side's command before it runs)."""
+
+    def __init__(self, message: str, side: str | None):
+        super().__init__(message)
+        self.side = side
+
+
+# A case's deadline: generous, so only a hang meets it (a cold torch.compile on a 2-core
+# CPU takes ~45 s a side; max-autotune on a GPU minutes).
+CASE_TIMEOUT_FLOOR_S = 300.0
+
+
+def case_timeout(case: Case, settings, given: float | None = None) -> float:
+    """Seconds both sides of ``case`` may take, build to record, before it counts as hung:
+    ``given``, else the floor or 30x the timing budget, plus 10 minutes per compiled side."""
+    if given is not None:
+        return given
+    compiled = 1200.0 if case.compile.startswith("compile") else 0.0
+    return max(CASE_TIMEOUT_FLOOR_S, 30 * settings.policy.budget_s) + compiled
 
 
 def import_side(src: Path | None, name: str):
@@ -80,7 +105,8 @@ class Local:
         package = import_side(src, name)
         self.session = importlib.import_module(f"{package.__name__}.measure.worker").Session()
 
-    def ask(self, cmd: dict) -> dict:
+    def ask(self, cmd: dict, timeout: float | None = None) -> dict:
+        """In process: bounded by whoever waits for this process (the gate)."""
         return self.session.handle(cmd)
 
 
@@ -118,17 +144,26 @@ class Side:
             if self.log:
                 err.close()
 
-    def ask(self, cmd: dict) -> dict:
+    def ask(self, cmd: dict, timeout: float | None = None) -> dict:
+        """Send a command and read its one-line answer; past ``timeout`` seconds the
+        worker is stopped and ``SideHung`` raised."""
         try:
             self.proc.stdin.write(json.dumps(cmd) + "\n")
             self.proc.stdin.flush()
+            if timeout is not None and not select.select([self.proc.stdout], [], [],
+                                                         max(0.0, timeout))[0]:
+                last = self._last_logged() if self.log else ""
+                self.close(grace_s=0)
+                side = last.split(" ", 1)[0] if last.split(" ", 1)[0] in SIDES else self.name
+                raise SideHung(f"the {side} side gave no answer within {timeout:.0f} s (hung?"
+                               f"{'; its last step: ' + last if last else ''})", side)
             line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError, ValueError):
             line = ""
         if not line:
             code = None
             with contextlib.suppress(subprocess.TimeoutExpired, AttributeError):
-                code = self.proc.wait(timeout=30)  # its output ended: it is exiting
+                code = self.proc.wait(timeout=5)  # its output ended: it is exiting
             raise SideDied(f"the {self.name} worker ended (exit {code})"
                            + (f": {self._last_logged()} (log: {self.log})" if self.log else ""))
         try:
@@ -147,12 +182,14 @@ class Side:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 5.0) -> None:
+        """End of input ends an idle worker at once; one still busy (stuck in a case) is
+        killed after ``grace_s``, so a SIGTERM to the gate stops it within seconds."""
         if self.proc is None:
             return
         try:
             self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=grace_s)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
@@ -165,43 +202,57 @@ def block_plan(settings, blocks: int = DEFAULT_BLOCKS) -> tuple[int, float]:
 
 
 def measure_pair(case: Case, settings, sides, pair: str, blocks: int = DEFAULT_BLOCKS,
-                 first: int = 0) -> dict[str, Outcome]:
+                 first: int = 0, deadline: float | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, Outcome]:
     """Both sides' outcomes for ``case``, by side name. ``sides`` are two objects with
-    ``name`` and ``ask(command)`` (``Local`` or ``Side``); ``first`` is the side that
-    times the first block."""
+    ``name`` and ``ask(command, timeout)`` (``Local`` or ``Side``); ``first`` is the side
+    that times the first block; ``deadline`` (``time.monotonic``) bounds every answer,
+    and ``log`` hears which side each command goes to (the pair worker's log: what a
+    hung worker was doing). A side that fails where the other can run (a head whose
+    model raises) leaves the other to be timed alone, so its record is kept and the
+    failure is a newly failing case, not a missing one."""
+    def ask(s, cmd: dict) -> dict:
+        if log:
+            log(f"{s.name} side: {cmd['op']} {case.id}")
+        left = None if deadline is None else deadline - time.monotonic()
+        return s.ask(cmd, left)
+
     start = {"op": "start", "case": case.key(), "settings": settings.to_dict()}
-    replies = {s.name: s.ask(start) for s in sides}
+    replies = {s.name: ask(s, start) for s in sides}
     out: dict[str, Outcome] = {s.name: _outcome(replies[s.name]) for s in sides
                                if replies[s.name].get("outcome") != "ready"}
-    if out:  # a side that cannot run the case: the other has nothing to pair with
-        for s in sides:
-            if s.name not in out:
-                s.ask({"op": "drop"})
-                other = next(x.name for x in sides if x is not s)
-                out[s.name] = Outcome.skipped(f"the {other} side could not run it: "
-                                              f"{out[other].reason}")
+    ready = [s for s in sides if s.name not in out]
+    if any(o.status == "skipped" for o in out.values()):  # cannot run here: nothing to pair
+        for s in ready:
+            ask(s, {"op": "drop"})
+            other = next(name for name, o in out.items() if o.status == "skipped")
+            out[s.name] = Outcome.skipped(f"the {other} side could not run it: "
+                                          f"{out[other].reason}")
+        return out
+    if not ready:
         return out
     n, block_s = block_plan(settings, blocks)
-    order = [sides[first], sides[1 - first]]
+    order = ready[first % len(ready):] + ready[:first % len(ready)]
     own_cpu, snap0 = 0.0, Snapshot.now()
     for i in range(n):
         for s in (order if i % 2 == 0 else order[::-1]):
-            r = s.ask({"op": "block", "seconds": block_s, "min_steps": 1})
+            r = ask(s, {"op": "block", "seconds": block_s, "min_steps": 1})
             if "samples" not in r:
-                for x in sides:
-                    x.ask({"op": "drop"})
+                for x in ready:
+                    ask(x, {"op": "drop"})
                 why = f"{s.name} side: {_outcome(r).reason}"
-                return {x.name: Outcome.failed(why) for x in sides}
+                return {**{x.name: Outcome.failed(why) for x in ready}, **out}
             own_cpu += r["cpu_s"]
     others, steal = other_cores(snap0, Snapshot.now(), own_cpu)
     where = ("in one process" if all(isinstance(s, Local) for s in sides)
              else TWO_PROCESSES)
-    timing = {"pairing": f"paired with the other side ({where}): {n} blocks of "
-                         f"{block_s:.3g} s each in ABBA order, '{order[0].name}' first",
-              "other_cores": others, "steal_cores": steal}
-    for s in sides:
-        outcome = _outcome(s.ask({"op": "finish", "timing": timing}))
-        if outcome.is_ok:
+    pairing = (f"paired with the other side ({where}): {n} blocks of {block_s:.3g} s each "
+               f"in ABBA order, '{order[0].name}' first" if len(ready) == 2 else
+               f"alone ({n} blocks of {block_s:.3g} s): the other side could not be timed")
+    timing = {"pairing": pairing, "other_cores": others, "steal_cores": steal}
+    for s in ready:
+        outcome = _outcome(ask(s, {"op": "finish", "timing": timing}))
+        if outcome.is_ok and len(ready) == 2:
             outcome.record.pair = pair
         out[s.name] = outcome
     return out
@@ -229,9 +280,12 @@ def serve(lines, write) -> None:
                      for name, src in cmd["sources"].items()]
             out = {s.name: s.ask({"op": "hello"})["resnets"] for s in sides}
         else:
+            only = cmd.get("only") or [s.name for s in sides]
             results = measure_pair(Case.from_key(cmd["case"]),
-                                   Settings.from_dict(cmd["settings"]), sides, cmd["pair"],
-                                   cmd["blocks"], cmd["first"])
+                                   Settings.from_dict(cmd["settings"]),
+                                   [s for s in sides if s.name in only], cmd["pair"],
+                                   cmd["blocks"], cmd["first"],
+                                   log=lambda text: print(text, file=sys.stderr, flush=True))
             out = {name: outcome.to_dict() for name, outcome in results.items()}
         write(json.dumps(out, allow_nan=False) + "\n")
 
@@ -270,20 +324,45 @@ class Pairer:
             self.imported = {w.name: w.ask({"op": "hello"})["resnets"] for w in self.workers}
         return self.imported
 
-    def measure(self, case: Case, settings, pair: str, blocks: int, first: int):
+    def measure(self, case: Case, settings, pair: str, blocks: int, first: int,
+                timeout: float | None = None) -> dict[str, Outcome]:
+        """Both sides' outcomes. A side that gives no answer within ``timeout`` seconds
+        is a failure saying so (its worker is stopped), and the other side is timed
+        again alone in fresh workers, so its record is kept."""
         if case.strategy != "none":  # torchrun per side, one after the other: unpaired
             from .measure.distributed import launch
 
             order = [SIDES[first], SIDES[1 - first]]
             return {name: launch(case, settings, python=self.pythons[name],
                                  src=self.sources[name]) for name in order}
+        try:
+            return self._measure(case, settings, pair, blocks, first, timeout, SIDES)
+        except SideHung as exc:
+            self.close()
+            hung = exc.side if exc.side in SIDES else None
+            out = {name: Outcome.failed(f"timed out: {exc}") for name in SIDES
+                   if hung in (None, name)}
+            if hung is None:
+                return out
+            other = next(name for name in SIDES if name != hung)
+            try:
+                return {**self._measure(case, settings, pair, blocks, first, timeout, [other]),
+                        **out}
+            except SideHung as again:
+                self.close()
+                return {**out, other: Outcome.failed(f"timed out: {again}")}
+
+    def _measure(self, case, settings, pair, blocks, first, timeout, only):
         if not all(w.alive() for w in self.workers):
             self.start()
         if not self.same_process:
-            return measure_pair(case, settings, self.workers, pair, blocks, first)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            return measure_pair(case, settings, [w for w in self.workers if w.name in only],
+                                pair, blocks, first, deadline)
         reply = self.workers[0].ask({"op": "case", "case": case.key(),
                                      "settings": settings.to_dict(), "pair": pair,
-                                     "blocks": blocks, "first": first})
+                                     "blocks": blocks, "first": first, "only": list(only)},
+                                    timeout)
         return {name: _outcome(r) for name, r in reply.items()}
 
     def close(self) -> None:
@@ -293,14 +372,16 @@ class Pairer:
 
 def run_pairs(cases: list[Case], settings, pairer: Pairer, pair: str,
               write: Callable[[str, object], None], blocks: int = DEFAULT_BLOCKS,
-              progress: Callable[[str], None] | None = None) -> dict[str, int]:
+              progress: Callable[[str], None] | None = None,
+              timeout: float | None = None) -> dict[str, int]:
     """Measure every case on both sides (the first side alternating), handing each
     finished record (or failure) to ``write(side name, record)`` at once. Returns counts
     of ok/skipped/failed cases."""
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     for i, case in enumerate(cases):
         try:
-            results = pairer.measure(case, settings, pair, blocks, first=i % 2)
+            results = pairer.measure(case, settings, pair, blocks, first=i % 2,
+                                     timeout=case_timeout(case, settings, timeout))
         except SideDied as exc:
             results = {name: Outcome.failed(str(exc)) for name in SIDES}
             pairer.close()

@@ -124,13 +124,17 @@ def write_case(run_dir: Path, entry: dict, machine_info: dict, commit_info: dict
 def case_ids(run_dir: Path, statuses) -> set[str]:
     """Names of the results in ``run_dir`` whose status is in ``statuses``; an unreadable
     file counts as none, so its case runs again."""
+    from .errors import UserError
+    from .files import read_json, walk
+
     found = set()
-    for path in (Path(run_dir) / CASES_DIR).glob("*.json"):
+    folder = Path(run_dir) / CASES_DIR
+    for path in walk(folder) if folder.is_dir() and not folder.is_symlink() else []:
         try:
-            for b in json.loads(path.read_text()).get("benchmarks", []):
+            for b in read_json(path).get("benchmarks", []):
                 if (b.get("extra_info") or {}).get(STATUS) in statuses:
-                    found.add(b["param"])
-        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+                    found.add(str(b["param"]))
+        except (UserError, KeyError, AttributeError, TypeError):
             continue
     return found
 

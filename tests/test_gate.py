@@ -34,6 +34,26 @@ def _slow(model):
     model.register_forward_hook(post)
     return model
 '''
+# Heads that never return from a forward, and that raise in every forward.
+HANG = '''
+def _broken(model):
+    import time
+
+    def pre(m, args):
+        while True:
+            time.sleep(0.05)
+
+    model.register_forward_pre_hook(pre)
+    return model
+'''
+RAISING = '''
+def _broken(model):
+    def pre(m, args):
+        raise RuntimeError("bad input")
+
+    model.register_forward_pre_hook(pre)
+    return model
+'''
 CASES = ["--preset", "quick", "--models", "lenet,lenet_bn", "--modes", "infer", "--devices",
          "cpu", "--memory-formats", "contiguous", "--precisions", "fp32", "--time-budget", "1",
          "--repeats", "1", "--alpha", "0.001", "--threads", "1"]
@@ -64,6 +84,12 @@ def repo(tmp_path_factory) -> Path:
             "    return _BUILDERS[_check(name)](**kwargs)",
             "    return _slow(_BUILDERS[_check(name)](**kwargs))") + f"FACTOR = {factor}" + SLOW)
         git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "slow forward")
+    for branch, hook in (("hang", HANG), ("raising", RAISING)):
+        git(repo, "checkout", "-q", "-b", branch, "main")
+        registry.write_text(original.replace(
+            "    return _BUILDERS[_check(name)](**kwargs)",
+            "    return _broken(_BUILDERS[_check(name)](**kwargs))") + hook)
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", branch)
     git(repo, "checkout", "-q", "main")
     return repo
 
@@ -116,6 +142,43 @@ def test_two_processes_pass_an_unchanged_head_and_fail_one_30_percent_slower(rep
         assert slow.returncode == 1, slow.stdout[-3000:] + slow.stderr[-3000:]
         assert {c["verdict"] for c in doc["cases"]} <= {"regression", "noisy"}
         assert any(c["verdict"] == "regression" for c in doc["cases"])
+
+
+@pytest.mark.parametrize("head, why", [("hang", "the head side gave no answer within"),
+                                       ("raising", "RuntimeError: bad input")])
+def test_a_hung_or_raising_head_is_a_newly_failing_case_and_the_base_is_kept(
+        repo, tmp_path, head, why):
+    """A head whose forward never returns was 'pass 1' for minutes with nothing written;
+    one that raises was exit 2, 'baseline: no benchmark results' (the base was recorded
+    as skipped). Each is now exit 1: the base timed alone and kept, the head failed with
+    what happened, in compare.md."""
+    r = gate(repo, tmp_path / "out", head, "--models", "lenet", "--case-timeout", "8")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    body = (tmp_path / "out" / "compare.md").read_text()
+    assert "failed" in body and why in body, body
+    (base,) = (tmp_path / "out" / "base" / "r1" / "cases").glob("*.json")
+    extra = json.loads(base.read_text())["benchmarks"][0]["extra_info"]
+    assert extra["status"] == "ok" and "alone" in extra["timing"]["pairing"]
+
+
+def test_sigterm_stops_a_gate_stuck_on_a_hung_head_within_seconds(repo, tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "resnets", "gate", "--repo", str(repo),
+                             "--base", "main", "--head", "hang", *CASES, "--models", "lenet",
+                             "-o", str(tmp_path / "out")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "out" / "pair-worker.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and "head side: start" not in (
+            log.read_text() if log.exists() else ""):
+        time.sleep(0.2)
+    time.sleep(1)  # the head is inside its hung warm-up now
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143 and time.time() - t0 < 8
 
 
 def test_an_unchanged_head_passes(repo, tmp_path):

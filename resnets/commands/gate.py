@@ -69,6 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=_blocks, default=10, metavar="N",
                    help="alternating blocks per side and case (enough pairs for a verdict; "
                         "default 10)")
+    p.add_argument("--case-timeout", type=options.positive_float, metavar="S",
+                   help="a case whose sides give no answer in this many seconds counts as "
+                        "hung: a newly failing case (default: 300, or 30x the time budget, "
+                        "plus 20 minutes when compiled)")
     p.add_argument("-o", "--out", type=Path, metavar="DIR",
                    help="output folder (default reports/gate-<UTC time>)")
 
@@ -106,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
             compare_opts,
             pythons={"base": args.base_python, "head": args.head_python},
             repeats=args.repeats, blocks=args.blocks, commits=commits,
-            two_processes=args.two_processes,
+            two_processes=args.two_processes, case_timeout=args.case_timeout,
             progress=lambda line: print(line, file=sys.stderr, flush=True))
     finally:
         gate.remove_worktrees(args.repo, made)

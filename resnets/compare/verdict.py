@@ -160,12 +160,16 @@ def _key(row) -> str:
 
 
 def environment_diff(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[list, list]]:
-    """``{field: (baseline values, candidate values)}`` for each ENV_FIELD that differs."""
+    """``{field: (baseline values, candidate values)}`` for each ENV_FIELD that differs,
+    over the measured results (a failed one may record no environment at all)."""
     diff = {}
+    measured = [df[df[STATUS] == Status.OK] for df in (base, cand)]
+    if any(df.empty for df in measured):
+        return diff
     for name in COMPARABLE_ENV:
         col = f"env_{name}"
         values = [sorted({str(v) for v in df[col].dropna()}) if col in df else []
-                  for df in (base, cand)]
+                  for df in measured]
         if values[0] != values[1]:
             diff[name] = (values[0], values[1])
     return diff

@@ -129,8 +129,22 @@ def check_input_shape(case: Case) -> None:
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             shape = "x".join(map(str, case.input_shape))
+            own = "x".join(map(str, spec.input_shape))
+            if not _forwards(model, (case.input_shape[0], *spec.input_shape[1:])):
+                raise UserError(f"{case.model}: its forward raised at a {shape} input "
+                                f"(RuntimeError: {first})") from None
             raise UserError(f"{case.model} cannot take a {shape} input ({first}); its own is "
-                            f"{'x'.join(map(str, spec.input_shape))}") from None
+                            f"{own}") from None
+
+
+def _forwards(model: nn.Module, shape) -> bool:
+    """Whether a meta-device forward at ``shape`` goes through: at the model's own input
+    it does unless the model itself is broken, which is then not a matter of shape."""
+    try:
+        model(torch.empty(2, *shape, device="meta"))
+        return True
+    except RuntimeError:
+        return False
 
 
 def memory_format(case: Case) -> torch.memory_format:
