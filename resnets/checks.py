@@ -113,6 +113,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = finite(text)
+    if value < 0:
+        raise Invalid(f"must be >= 0, not {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A probability-like number in (0, 1)."""
     value = finite(text)
@@ -166,6 +173,15 @@ def shard(text: str) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise Invalid(f"K must be between 1 and N, not {text!r}")
     return k, n
+
+
+def path(text: str):
+    """A file or folder to write: not empty (``-o ''`` would silently mean the default)."""
+    from pathlib import Path
+
+    if not str(text).strip():
+        raise Invalid("an empty path; give a file or folder")
+    return Path(text)
 
 
 def endpoint(text: str) -> str:

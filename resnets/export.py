@@ -108,10 +108,10 @@ def values(row: pd.Series, m: Measure, scale: float) -> tuple[float, float, floa
         None if high is None else high * scale
 
 
-def speed_rows(paths, one_run: bool) -> pd.DataFrame:
+def speed_rows(paths, one_run: bool, strict: bool = False) -> pd.DataFrame:
     """Successful speed results of ``paths`` (with their throughput intervals), oldest
     run first; ``one_run`` refuses results from several runs."""
-    df = load(paths)
+    df = load(paths, strict=strict)
     ok = speed(df, latest=False) if not df.empty else df
     if ok.empty:
         raise UserError(f"{' '.join(map(str, paths))}: no successful speed results to export")
@@ -246,10 +246,10 @@ def otava_config(tests: dict[str, tuple[str, dict[str, int]]],
 
 # --- writing ---------------------------------------------------------------------------
 
-def export(paths, fmt: str, out: Path | None) -> list[Path] | str:
+def export(paths, fmt: str, out: Path | None, strict: bool = False) -> list[Path] | str:
     """Write ``fmt`` for the runs in ``paths``: the files written, or (bmf without
     ``out``) the JSON text for standard output."""
-    df = speed_rows(paths, one_run=fmt != "otava")
+    df = speed_rows(paths, one_run=fmt != "otava", strict=strict)
     if fmt == "bmf":
         text = json.dumps(bmf(df), indent=1) + "\n"
         if out is None:

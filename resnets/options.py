@@ -33,10 +33,12 @@ from .checks import (  # noqa: F401  (the checks, for every option's type)
     items,
     model_name,
     model_names,
+    non_negative_float,
     non_negative_int,
     non_negative_ints,
     non_negative_share,
     one_of,
+    path,
     positive_float,
     positive_int,
     positive_ints,
@@ -183,6 +185,8 @@ TIMING = [
            metavar="N"),
     Option("threads", "CPU threads (default: all cores)", positive_int, metavar="N"),
     Option("no_flush_denormal", "keep denormal floats (slow on CPU)", flag=True),
+    Option("oversubscribe", "allow more threads, or data-parallel ranks per node, than this "
+           "machine has cores (refused otherwise: they would time the scheduler)", flag=True),
 ]
 EXTRAS = [
     Option("isolate", "measure each case in a fresh subprocess", flag=True),
@@ -220,7 +224,7 @@ PLAN = [
            metavar="RESULTS"),
 ]
 OUT = Option("out", "run folder for per-case results (default reports/<run-id>)",
-             metavar="DIR", short="-o")
+             type=lambda t: str(path(t)), metavar="DIR", short="-o")
 # Given when a run is resumed, not part of what the run was asked for.
 RETRY_CRASHED = Option("retry_crashed", "measure again the cases whose process died while "
                        "they ran (recorded as crashed; by default they are not retried)",
@@ -244,6 +248,11 @@ def case_options(batch_default: int | None, batch_help: str) -> list[Option]:
         Option("threads", "CPU threads (default: all cores)", positive_int, metavar="N"),
     ]
 
+
+# Every reader of result files: a damaged file in a folder or glob is skipped with a
+# warning, or with this refused.
+STRICT = Option("strict", "refuse a damaged result file in a folder or glob instead of "
+                "skipping it with a warning", flag=True)
 
 # `resnets compare` and `resnets history` judge changes the same way.
 GATE = [

@@ -192,6 +192,9 @@ def select(opts: dict) -> Plan:
             raise UserError(f"world size {case.world_size} does not split over {nodes} nodes")
     trials = (presets.trials(opts["preset"], opts["experiments"], selection, opts["dataset"])
               if opts["convergence"] else [])
+    check_machine(opts, cases)
+    if opts.get("image_sizes"):  # the presets' own sizes fit their models
+        check_inputs(cases)
     selected = tuple(item.id for item in [*cases, *trials])
     if opts.get("shard"):
         mine = shard([(e.name, e.seconds) for e in run_estimates(opts, cases, trials)],
@@ -199,6 +202,44 @@ def select(opts: dict) -> Plan:
         cases = [c for c in cases if c.id in mine]
         trials = [t for t in trials if t.id in mine]
     return Plan(tuple(cases), tuple(trials), selected)
+
+
+def check_machine(opts: dict, cases) -> None:
+    """What this machine cannot do is refused before anything runs: more threads, or
+    more data-parallel ranks per node, than it has cores (unless ``oversubscribe``), or
+    more ranks per node than it has GPUs."""
+    import os
+
+    cores, nodes = os.cpu_count() or 1, opts.get("nnodes") or 1
+    force = opts.get("oversubscribe")
+    if opts.get("threads") and opts["threads"] > cores and not force:
+        raise UserError(f"--threads {opts['threads']}: this machine has {cores} cores "
+                        "(--oversubscribe allows more)")
+    per_node = {d: max((c.world_size // nodes for c in cases
+                        if c.strategy != "none" and c.device == d), default=0)
+                for d in ("cpu", "cuda")}
+    if per_node["cpu"] > cores and not force:
+        raise UserError(f"world size {per_node['cpu'] * nodes}: {per_node['cpu']} ranks per node "
+                        f"on a machine with {cores} cores (--oversubscribe allows it)")
+    if per_node["cuda"] > 1:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else None
+        if gpus is not None and per_node["cuda"] > gpus:
+            raise UserError(f"world size {per_node['cuda'] * nodes}: {per_node['cuda']} ranks "
+                            f"per node on a machine with {gpus} GPUs")
+
+
+def check_inputs(cases) -> None:
+    """Every model can take its cases' inputs (one meta-device forward per model and
+    size: no arithmetic), or the selection is refused in one line."""
+    from .measure.workload import check_input_shape
+
+    seen = {}
+    for case in cases:
+        seen.setdefault((case.model, case.input_shape), case)
+    for case in seen.values():
+        check_input_shape(case)
 
 
 def run_estimates(opts: dict, cases, trials) -> list[Estimate]:

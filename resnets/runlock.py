@@ -23,6 +23,29 @@ OWNER = ".lock.pid"
 HELD_ENV = "RESNETS_RUN_LOCK_HELD"
 
 
+def held(run_dir: Path) -> bool:
+    """Whether a live process holds ``run_dir``'s lock (tried without waiting; a folder
+    without a lock file is held by nobody)."""
+    path = Path(run_dir) / LOCK
+    if not path.exists():
+        return False
+    lock = filelock.FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def if_run(folder: Path):
+    """``hold(folder)`` when ``folder`` holds a run (a report or profile written into it
+    must not interleave with a run still writing it); otherwise nothing."""
+    folder = Path(folder)
+    is_run = (folder / "cases").is_dir() or (folder / "run-options.json").is_file()
+    return hold(folder) if is_run else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def hold(run_dir: Path):
     """Hold ``run_dir``'s lock while the block runs; ``UserError`` if another live

@@ -49,6 +49,25 @@ def default_out(kind: str, name: str | None = None) -> Path:
     return REPORTS_DIR / f"{kind}-{name or utc_stamp()}"
 
 
+def writable(out: Path, flag: str = "-o") -> None:
+    """Refuse, before any work, an output folder that cannot be written: the nearest
+    existing folder of ``out`` must take a file (tried for real and removed, since
+    ``os.access`` says yes to root even in /proc). Nothing is created on the way."""
+    from .errors import UserError
+
+    out = Path(out)
+    existing = next(p for p in [out, *out.parents] if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise UserError(f"{flag} {out}: cannot write there ({existing} is not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".resnets-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{flag} {out}: cannot write there ({existing}: "
+                        f"{exc.strerror or exc})") from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -194,7 +194,8 @@ def test_two_nodes_write_one_run(tmp_path):
     endpoint = f"127.0.0.1:{_free_port()}"
     run = tmp_path / "run"
     nodes = ["--nnodes", "2", "--rdzv-endpoint", endpoint]
-    follower = subprocess.Popen([sys.executable, "-m", "resnets", "follow", str(run), *nodes],
+    follower = subprocess.Popen([sys.executable, "-m", "resnets", "follow", str(run), *nodes,
+                                 "--wait", "120"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         r = resnets("run", "--models", "resnet20", "--world-sizes", "2", *FAST, *nodes,

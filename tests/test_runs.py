@@ -195,6 +195,7 @@ def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(tm
     assert len(list((tmp_path / "run" / journal.ATTEMPTS_DIR).glob("*.json"))) == 1
     r = suite_in(tmp_path, crash=True)  # the resume: lenet_bn is not attempted again
     assert r.returncode == 0, r.stdout[-2000:]
+    assert "1 crashed (--retry-crashed measures them again)" in r.stdout  # was "0 failed"
     crashed = store.case_ids(tmp_path / "run", {Status.CRASHED})
     assert crashed == {"lenet_bn-infer-cpu-contiguous-fp32-eager-bs64-1x28x28"}
     doc = json.loads(store.case_path(tmp_path / "run", next(iter(crashed))).read_text())

@@ -10,7 +10,8 @@ variant whose interval holds the baseline. Needs no torch.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from .. import checks, options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", metavar="VARIANT",
                    help="variant speed-ups divide by (default: PyTorch's default numerics, "
                         "contiguous-default-eager on CUDA, contiguous-fp32-eager on CPU)")
-    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the advice here")
+    options.add_options(p.add_argument, "--", [options.STRICT])
+    p.add_argument("--markdown", type=checks.path, metavar="FILE",
+                   help="also write the advice here")
 
 
 def lines(advice) -> list[str]:
@@ -61,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from ..report.render import markdown_table
     from ..store import atomic_write_text
 
-    advice = advise(load(args.results), args.baseline)
+    advice = advise(load(args.results, strict=args.strict), args.baseline)
     if not advice:
         raise UserError("no speed case with a baseline to compare against "
                         "(name one with --baseline)")

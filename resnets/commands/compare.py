@@ -16,15 +16,14 @@ regression, 1 regression (or a newly failing case), 2 bad input.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .. import options
+from .. import checks, options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("baseline", metavar="BASELINE", help="result file, run folder or glob")
     p.add_argument("candidate", metavar="CANDIDATE", help="result file, run folder or glob")
-    options.add_options(p.add_argument, "--", options.GATE)
+    options.add_options(p.add_argument, "--", [*options.GATE, options.STRICT])
     p.add_argument("--noise", type=options.non_negative_share, metavar="F",
                    help="per-run level shift to assume at least: 2%% or 0.02 (default: "
                         "measured floor per device, see resnets.compare.noise)")
@@ -33,10 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-on-missing", action="store_true",
                    help="a case the baseline has and the candidate lacks gates like a regression "
                         "(use when both sides ran the same selection: a crash leaves no result)")
-    p.add_argument("--markdown", type=Path, metavar="FILE",
+    p.add_argument("--markdown", type=checks.path, metavar="FILE",
                    help="also write a Markdown summary here")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write every number as JSON here")
-    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+    p.add_argument("--json", type=checks.path, metavar="FILE",
+                   help="also write every number as JSON here")
+    p.add_argument("-o", "--out", type=checks.path, metavar="DIR",
                    help="also write compare.md and compare.json into DIR")
 
 
@@ -46,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from ..store import atomic_write_text
 
     opts = Options(alpha=args.alpha, threshold=args.threshold, noise=args.noise,
+                   strict=args.strict,
                    allow_env_mismatch=args.allow_env_mismatch,
                    fail_on_missing=args.fail_on_missing)
     result = compare([args.baseline], [args.candidate], opts)

@@ -13,7 +13,8 @@ Folders default to reports/export-<UTC time>. Needs no torch. Exit codes: 0 writ
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from .. import checks, options
 
 FORMATS = ("gab", "bmf", "otava")
 
@@ -23,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run folders, result files or globs (gab and bmf: one run)")
     p.add_argument("--format", required=True, choices=FORMATS,
                    help="gab (github-action-benchmark), bmf (Bencher) or otava (Apache Otava)")
-    p.add_argument("-o", "--out", type=Path, metavar="PATH",
+    options.add_options(p.add_argument, "--", [options.STRICT])
+    p.add_argument("-o", "--out", type=checks.path, metavar="PATH",
                    help="bmf: the file (default standard output); gab, otava: the folder "
                         "(default reports/export-<UTC time>)")
 
@@ -35,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     out = args.out
     if out is None and args.format != "bmf":
         out = default_out("export")
-    written = export(args.runs, args.format, out)
+    written = export(args.runs, args.format, out, args.strict)
     if isinstance(written, str):
         print(written, end="")
     else:

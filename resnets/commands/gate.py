@@ -18,7 +18,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .. import options
+from .. import checks, options
 
 
 def _repeats(text: str):
@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a case whose sides give no answer in this many seconds counts as "
                         "hung: a newly failing case (default: 300, or 30x the time budget, "
                         "plus 20 minutes when compiled)")
-    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+    p.add_argument("-o", "--out", type=checks.path, metavar="DIR",
                    help="output folder (default reports/gate-<UTC time>)")
 
 

@@ -21,18 +21,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import options
+from .. import checks, options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="DIR|GLOB",
                    help="run folders, result files or globs")
-    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+    p.add_argument("-o", "--out", type=checks.path, metavar="DIR",
                    help="where index.html, history.md and the plots go (default "
                         "reports/history-<UTC time>)")
     p.add_argument("--bisect", type=Path, action="append", default=[], metavar="FILE",
                    help="bisect results (JSON) to show beside the shifts; may repeat")
-    options.add_options(p.add_argument, "--", options.GATE)
+    options.add_options(p.add_argument, "--", [*options.GATE, options.STRICT])
     p.add_argument("--persist", type=options.positive_int, default=2, metavar="N",
                    help="fewest runs in a segment, so on each side of a shift: a shift "
                         "needs N runs at its new level (default 2)")
@@ -46,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from ..store import default_out
 
     opts = Options(threshold=args.threshold, alpha=args.alpha, persist=args.persist,
+                   strict=args.strict,
                    window=args.window)
     series = history(args.paths, opts)
     bisect = bisect_results(args.paths, args.bisect)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import options
+from .. import checks, options
 from ..case import Case
 
 
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="profiled steps, after warm-up (default: %(default)s)")
     p.add_argument("--trace", type=Path, metavar="FILE",
                    help="also write a Chrome/Perfetto trace (.json, or .json.gz)")
-    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+    p.add_argument("-o", "--out", type=checks.path, metavar="DIR",
                    help="folder for the tables and the plot (default: reports/profile-<case id>)")
     p.add_argument("--top", type=options.positive_int, default=10, metavar="N",
                    help="layers shown on the terminal (default: %(default)s)")
@@ -38,7 +38,7 @@ def case_from_args(args: argparse.Namespace, mode: str | None = None) -> Case:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import store
+    from .. import runlock, store
     from ..measure.runner import Settings
     from ..profiling.measure import profile_case
     from ..profiling.render import MEMORY_TIMELINE, terminal_summary, write_profile
@@ -47,9 +47,11 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or store.default_out("profile", store.safe_name(case.id))
     _check_paths(out, args.trace)
     Settings(threads=args.threads).apply()
-    result = profile_case(case, steps=args.steps, trace=args.trace,
-                          memory_timeline=out / MEMORY_TIMELINE if case.device == "cuda" else None)
-    written = write_profile(result, out)
+    with runlock.if_run(out):  # a run writing that folder is not joined (nor timed beside)
+        result = profile_case(case, steps=args.steps, trace=args.trace,
+                              memory_timeline=(out / MEMORY_TIMELINE if case.device == "cuda"
+                                               else None))
+        written = write_profile(result, out)
     print(terminal_summary(result, args.top))
     print("wrote: " + ", ".join(map(str, written + ([args.trace] if args.trace else []))))
     return 0
@@ -57,9 +59,9 @@ def main(args: argparse.Namespace) -> int:
 
 def _check_paths(out: Path, trace: Path | None) -> None:
     """Fail before the (long) profile, not after it, on paths that cannot be written."""
+    from .. import store
     from ..errors import UserError
 
-    if out.exists() and not out.is_dir():
-        raise UserError(f"-o {out}: exists and is not a folder")
+    store.writable(out)
     if trace is not None and trace.is_dir():
         raise UserError(f"--trace {trace}: is a folder; give a file name such as trace.json")

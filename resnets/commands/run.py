@@ -64,7 +64,10 @@ def pytest_command(run_dir: Path, opts: dict, extra: list[str]) -> list[str]:
     """The pytest command line that runs the suite with ``opts`` into ``run_dir``."""
     from ..suite import convergence, speed
 
-    cmd = [sys.executable, "-m", "pytest", speed.__file__, convergence.__file__,
+    # -P: no working folder on the path, so a run started inside another checkout of this
+    # project imports this resnets, not that one (pytest: "import file mismatch").
+    cmd = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "pytest",
+           speed.__file__, convergence.__file__,
            "-p", "resnets.suite.plugin", "-p", "no:cacheprovider", "--rootdir", str(run_dir),
            "-c", os.devnull, "--benchmark-only", "--benchmark-sort=name", "-v"]
     for o in options.SUITE:
@@ -117,6 +120,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         opts = _given(args)
         run_dir = Path(args.out or store.REPORTS_DIR / store.run_id())
+        store.writable(run_dir)
     stored_plan = run_dir / plan.PLAN_FILE
     planned = (plan.Plan.load(stored_plan) if args.resume and stored_plan.exists() else
                plan.select({o.name: o.initial for o in options.SUITE} | opts))
@@ -133,7 +137,11 @@ def main(args: argparse.Namespace) -> int:
             cmd += options.RETRY_CRASHED.argv(PYTEST_PREFIX, True)
         print(f"resnets run: {opts.get('preset', 'quick')} preset -> {run_dir}", file=sys.stderr,
               flush=True)
-        env = {**os.environ, runlock.HELD_ENV: str(run_dir.resolve())}
+        # The suite imports the resnets this command runs (its folder first on the path).
+        here = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, runlock.HELD_ENV: str(run_dir.resolve()),
+               "PYTHONPATH": os.pathsep.join(filter(None, [here,
+                                                           os.environ.get("PYTHONPATH")]))}
         code, signum = children.run(cmd, env)
     done = len(store.finished_case_ids(run_dir))
     kept = (f"{done} finished cases kept in {run_dir}; finish with: "

@@ -10,7 +10,8 @@ world size, the measured step and the error sit beside the prediction. Needs no 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from .. import checks, options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "measured, else 0)")
     p.add_argument("--latency-us", type=float, default=0.0, metavar="US",
                    help="per-hop ring latency in microseconds (default 0)")
-    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table here")
-    p.add_argument("--csv", type=Path, metavar="FILE", help="also write the table as CSV")
+    options.add_options(p.add_argument, "--", [options.STRICT])
+    p.add_argument("--markdown", type=checks.path, metavar="FILE", help="also write the table here")
+    p.add_argument("--csv", type=checks.path, metavar="FILE", help="also write the table as CSV")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.latency_us) and args.latency_us >= 0):
         raise UserError(f"--latency-us must be >= 0, not {args.latency_us}")
     busbw = parse_bandwidth(args.busbw) if args.busbw else None
-    table = project(load(args.results), args.world_sizes, busbw, args.hidden,
+    table = project(load(args.results, strict=args.strict), args.world_sizes, busbw, args.hidden,
                     args.latency_us * 1e-6)
     if table.empty:
         raise UserError("nothing to project: needs a training case at world size 1 (with "

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import options
+from .. import checks, options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,43 +34,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: $RESNETS_DATA, else ./data)")
     p.add_argument("--download", action="store_true",
                    help="download fashion-mnist/cifar10 into --data-root if missing")
-    p.add_argument("-o", "--out", type=Path, metavar="DIR",
+    p.add_argument("-o", "--out", type=checks.path, metavar="DIR",
                    help="result folder (default reports/train-<UTC timestamp>/)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from .. import convergence, store
+    from .. import convergence, runlock, store
     from ..measure.env import environment
     from .profile import case_from_args
 
     args.batch_size = args.batch_size or convergence.default_hyperparams(args.model).batch_size
     case = case_from_args(args, mode="train")
     out = args.out or store.default_out("train")
-    _check_writable(out)
+    store.writable(out)  # before the first seed trains, not after
     results = []
-    for seed in args.seeds:
-        result = convergence.run(case, args.dataset, args.target_acc, seed, args.max_iters,
-                                 args.eval_every, data_root=args.data_root,
-                                 download=args.download, threads=args.threads,
-                                 progress=_progress(seed, args.max_iters))
-        _end_progress(result)
-        _write(out, result, environment())
-        results.append(result)
+    with runlock.hold(out):  # a run writing that folder is not joined
+        for seed in args.seeds:
+            result = convergence.run(case, args.dataset, args.target_acc, seed, args.max_iters,
+                                     args.eval_every, data_root=args.data_root,
+                                     download=args.download, threads=args.threads,
+                                     progress=_progress(seed, args.max_iters))
+            _end_progress(result)
+            _write(out, result, environment())
+            results.append(result)
     print(_table(results))
     print(f"\nresults: {out}/")
     return 0
-
-
-def _check_writable(out: Path) -> None:
-    """Before the first seed trains, not after: an output folder we cannot write (checked
-    without creating it, so a run that fails early leaves nothing behind)."""
-    import os
-
-    from ..errors import UserError
-
-    existing = next(p for p in [out, *out.parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"-o {out}: cannot write there ({existing} is not a writable folder)")
 
 
 def _progress(seed: int, max_iters: int):

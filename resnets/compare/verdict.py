@@ -50,6 +50,7 @@ class Options:
     noise: float | None = None         # per-run level-shift floor; None: the device's
     allow_env_mismatch: bool = False
     fail_on_missing: bool = False      # both sides ran the same selection: absent = broken
+    strict: bool = False               # refuse a damaged result file instead of skipping it
 
     def check(self) -> None:
         if not 0 < self.alpha < 0.5:
@@ -138,8 +139,8 @@ class Comparison:
                 "cases": [asdict(c) for c in self.cases]}
 
 
-def load_side(paths, label: str) -> pd.DataFrame:
-    df = load(paths)
+def load_side(paths, label: str, strict: bool = False) -> pd.DataFrame:
+    df = load(paths, strict=strict)
     where = f"{label} {' '.join(map(str, paths))}"
     df = df[df[STATUS] != Status.SKIPPED] if not df.empty else df  # a skip is no result
     if df.empty:
@@ -177,7 +178,8 @@ def environment_diff(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[
 
 def compare(base_paths, cand_paths, options: Options = Options()) -> Comparison:
     options.check()
-    base, cand = load_side(base_paths, "baseline"), load_side(cand_paths, "candidate")
+    base = load_side(base_paths, "baseline", options.strict)
+    cand = load_side(cand_paths, "candidate", options.strict)
     cases = []
     for key in sorted(set(base["key"]) | set(cand["key"])):
         b, c = base[base["key"] == key], cand[cand["key"] == key]

@@ -56,6 +56,7 @@ class Options:
     alpha: float = 0.01
     persist: int = 2     # fewest runs in a segment: on each side of a shift
     window: int = 5
+    strict: bool = False  # refuse a damaged result file instead of skipping it
 
     def check(self) -> None:
         if not 0 < self.threshold < 1:
@@ -266,7 +267,7 @@ def history(paths, opts: Options = Options()) -> list[Series]:
     """The series in ``paths``; runs that stopped short (their run-state says not every
     planned case was attempted) are left out: their cases may come from a broken run."""
     opts.check()
-    df = load(paths)
+    df = load(paths, strict=opts.strict)
     df = df[df["run_complete"].ne(False)] if not df.empty else df
     found = build_series(df)
     if not found:

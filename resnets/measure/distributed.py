@@ -173,6 +173,8 @@ def follow(folder: Path, settings, stop: Path, since: float, poll_s: float = 0.5
     def newer(p: Path) -> bool:
         return p.exists() and p.stat().st_mtime >= since
 
+    from ..files import read_json
+
     done: set[Path] = set()
     idle_since = time.monotonic()
     while not newer(stop):
@@ -180,12 +182,17 @@ def follow(folder: Path, settings, stop: Path, since: float, poll_s: float = 0.5
                      key=lambda p: p.stat().st_mtime)
         if not new:
             if time.monotonic() - idle_since > idle_timeout_s:
-                raise UserError(f"no new case in {folder} for {idle_timeout_s:.0f} s")
+                raise UserError(f"no new case in {folder} for {idle_timeout_s:.0f} s; stopped "
+                                "following (is the first node's run still going?)")
             time.sleep(poll_s)
             continue
         for request in new:
             done.add(request)
-            case = Case.from_key(json.loads(request.read_text())["case"])
+            try:
+                case = Case.from_key(read_json(request)["case"])
+            except (UserError, KeyError, TypeError, ValueError) as exc:
+                print(f"{request}: not a case request, skipped ({str(exc)[:200]})", flush=True)
+                continue
             proc = _torchrun(torchrun_command(case, settings, request,
                                               request.parent / "result.json"), 1800)
             status = proc if isinstance(proc, str) else f"torchrun exit {proc.returncode}"

@@ -101,7 +101,7 @@ class BenchSession:
         if hasattr(config, "_benchmarksession"):
             config._benchmarksession.save_data = True
         self._infos = None
-        self.counts = {"ok": 0, "skipped": 0, "failed": 0, "resumed": 0}
+        self.counts = {"ok": 0, "skipped": 0, "failed": 0, "crashed": 0, "resumed": 0}
         self.started = store.utc_now_iso()
 
     def close(self) -> None:
@@ -126,10 +126,11 @@ class BenchSession:
                                self.rank_settings)
 
     def _resumed(self, name: str) -> None:
+        """A case a resume does not measure again: done, or crashed (said as such)."""
         if name in self.done:
-            self.counts["resumed"] += 1
-            pytest.skip(f"already {'crashed' if name in self.crashed else 'measured'} in "
-                        f"{self.run_dir}")
+            crashed = name in self.crashed
+            self.counts["crashed" if crashed else "resumed"] += 1
+            pytest.skip(f"already {'crashed' if crashed else 'measured'} in {self.run_dir}")
 
     def run_speed(self, benchmark, case) -> None:
         self._resumed(case.id)
@@ -290,7 +291,7 @@ def pytest_sessionfinish(session, exitstatus):
     # GPU proof's phases) is complete only once a resume has done the rest.
     planned = len(bench.planned.cases) + len(bench.planned.trials)
     c = bench.counts
-    attempted = c["ok"] + c["skipped"] + c["failed"] + c["resumed"]
+    attempted = c["ok"] + c["skipped"] + c["failed"] + c["crashed"] + c["resumed"]
     state = {"planned": planned, "attempted": attempted, **c,
              "complete": attempted >= planned and int(exitstatus) in (0, 1),
              "pytest_exit": int(exitstatus), "started": bench.started, "ended": store.utc_now_iso(),
@@ -306,4 +307,6 @@ def pytest_terminal_summary(terminalreporter, config):
     c = session.counts
     terminalreporter.write_line(
         f"resnets: {c['ok']} measured, {c['skipped']} skipped, {c['failed']} failed, "
-        f"{c['resumed']} already done; results in {session.run_dir}{os.sep}{store.CASES_DIR}")
+        + (f"{c['crashed']} crashed (--retry-crashed measures them again), " if c["crashed"]
+           else "")
+        + f"{c['resumed']} already done; results in {session.run_dir}{os.sep}{store.CASES_DIR}")
