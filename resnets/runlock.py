@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import filelock
@@ -54,6 +55,7 @@ def hold(run_dir: Path):
     if os.environ.get(HELD_ENV) == str(run_dir.resolve()):
         yield
         return
+    made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(run_dir / LOCK, timeout=0)
     try:
@@ -71,3 +73,5 @@ def hold(run_dir: Path):
     finally:
         (run_dir / OWNER).unlink(missing_ok=True)
         lock.release()
+        if made and {p.name for p in run_dir.iterdir()} <= {LOCK}:  # nothing was written:
+            shutil.rmtree(run_dir, ignore_errors=True)              # no empty folder left

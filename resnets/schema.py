@@ -175,6 +175,8 @@ class Env:
     platform: str | None = None
     cpu_model: str | None = None
     cpu_count: int | None = None
+    cpu_capability: str | None = None   # torch.backends.cpu.get_cpu_capability()
+    cpu_flags: str | None = None        # the ISA flags that decide a precision's speed
     torch: str | None = None
     cuda: str | None = None
     cudnn: int | None = None
@@ -195,7 +197,8 @@ class Env:
 
 
 # What a number depends on: if any of these differ, two results are not comparable.
-COMPARABLE_ENV = ("gpu_name", "driver", "torch", "cuda", "cpu_model", "threads")
+COMPARABLE_ENV = ("gpu_name", "driver", "torch", "cuda", "cpu_model", "cpu_capability",
+                  "cpu_flags", "threads")
 
 
 # --- the records -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ change beyond --threshold and p < --alpha after Holm's correction over all cases
 threshold without that, or measured while the machine was busy, is "noisy", never a
 failure (see resnets.compare for the rule and the measured noise behind it).
 Parameters and FLOPs count on any change, peak memory beyond the threshold. If the
-environments differ (GPU, driver, torch, CUDA, CPU model, threads) the result is
+environments differ (GPU, driver, torch, CUDA, CPU model and capability, threads) the result is
 informational unless --allow-env-mismatch. Exit codes: 0 no
 regression, 1 regression (or a newly failing case), 2 bad input.
 """

@@ -162,7 +162,8 @@ def _key(row) -> str:
 
 def environment_diff(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[list, list]]:
     """``{field: (baseline values, candidate values)}`` for each ENV_FIELD that differs,
-    over the measured results (a failed one may record no environment at all)."""
+    over the measured results (a failed one may record no environment at all); a field
+    one side did not record (an older version) is not a difference."""
     diff = {}
     measured = [df[df[STATUS] == Status.OK] for df in (base, cand)]
     if any(df.empty for df in measured):
@@ -171,7 +172,7 @@ def environment_diff(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[
         col = f"env_{name}"
         values = [sorted({str(v) for v in df[col].dropna()}) if col in df else []
                   for df in measured]
-        if values[0] != values[1]:
+        if values[0] and values[1] and values[0] != values[1]:  # unknown is not different
             diff[name] = (values[0], values[1])
     return diff
 

@@ -21,6 +21,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The ISA features that decide how fast a precision runs on a CPU (x86: AVX-512, its bf16
+# and VNNI extensions, AMX; Arm: SVE, bf16, int8 matmul), as /proc/cpuinfo names them.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16",
+             "amx_int8", "amx_tile", "asimd", "sve", "sve2", "bf16", "i8mm")
+
+
+def cpu_flags() -> str | None:
+    """The relevant ``ISA_FLAGS`` this CPU has, space-separated (None: unknown)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            have = set(line.split(":", 1)[1].split())
+            return " ".join(f for f in ISA_FLAGS if f in have)
+    return None
+
+
 def _run(cmd: list[str], cwd: str | None = None) -> str | None:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=cwd)
@@ -39,6 +58,10 @@ def static_environment() -> dict:
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        # What PyTorch's CPU kernels dispatch to (DEFAULT, AVX2, AVX512, ...) and the ISA
+        # flags behind it: two "AMD EPYC" machines gave opposite bf16 advice on these.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": cpu_flags(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,

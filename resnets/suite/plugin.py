@@ -48,11 +48,14 @@ def pytest_configure(config):
 
 def pytest_generate_tests(metafunc):
     _, planned = metafunc.config._resnets
+    collected = metafunc.config.__dict__.setdefault("_resnets_collected", {})
     if "speed_case" in metafunc.fixturenames:
         metafunc.parametrize("speed_case", planned.cases, ids=[c.id for c in planned.cases])
+        collected["cases"] = len(planned.cases)
     if "convergence_trial" in metafunc.fixturenames:
         metafunc.parametrize("convergence_trial", planned.trials,
                              ids=[t.id for t in planned.trials])
+        collected["trials"] = len(planned.trials)
 
 
 def run_settings(opts: dict, disabled: bool = False):
@@ -287,9 +290,10 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from ..publish import RUN_STATE
 
-    # Against the whole plan, not the tests pytest selected: a run narrowed with -k (the
-    # GPU proof's phases) is complete only once a resume has done the rest.
-    planned = len(bench.planned.cases) + len(bench.planned.trials)
+    # Against the whole plan of the benchmark functions collected, not the tests pytest
+    # selected: a run narrowed with -k (the GPU proof's phases) is complete only once a
+    # resume has done the rest.
+    planned = sum(getattr(session.config, "_resnets_collected", {}).values())
     c = bench.counts
     attempted = c["ok"] + c["skipped"] + c["failed"] + c["crashed"] + c["resumed"]
     state = {"planned": planned, "attempted": attempted, **c,
