@@ -25,6 +25,7 @@ import pandas as pd
 from .errors import UserError
 from .schema import CASE_ID, RUN_COLUMNS, SchemaError, columns, from_dict
 from .store import CASES_DIR
+from .text import printable
 
 # A result file larger than this is refused unread: a case file is a few hundred KiB.
 MAX_FILE_BYTES = 256 * 2 ** 20
@@ -185,7 +186,7 @@ def load(paths, strict: bool = False) -> pd.DataFrame:
             if named or strict:
                 raise
             corrupt.append((str(path), str(exc)))
-            print(f"resnets: warning: skipped {exc}", file=sys.stderr)
+            print(f"resnets: warning: skipped {printable(exc)}", file=sys.stderr)
     df = frame(rows)
     if not df.empty:
         # A result appears once per run; convergence runs repeat a case over seeds.
