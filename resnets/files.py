@@ -10,8 +10,11 @@ is a ``FileRefused`` (a ``UserError``: one line naming the file). Torch- and pan
 """
 from __future__ import annotations
 
+import fnmatch
+import glob
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -94,3 +97,86 @@ def read_json(path: Path, limit: int = MAX_BYTES, within: Path | None = None):
     if not text.strip():
         raise FileRefused(f"{path}: empty file")
     return parse_json(text, path)
+
+
+MAX_FILES = 200_000   # files a folder or glob may yield before it is refused as not results
+
+
+def walk(folder: Path, pattern: str = "*.json") -> list[Path]:
+    """Regular files matching ``pattern`` below ``folder``, sorted, never following a
+    symlink (so a link out of the folder is not read and a link loop cannot hang the
+    walk); symlinks met are named in ``skipped_links`` for a warning."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        for name in filenames:
+            path = Path(dirpath) / name
+            if fnmatch.fnmatch(name, pattern) and not path.is_symlink():
+                out.append(path)
+                if len(out) > MAX_FILES:
+                    raise FileRefused(f"{folder}: more than {MAX_FILES:,} files; not a results "
+                                      "folder")
+    return sorted(out)
+
+
+def links(folder: Path) -> list[Path]:
+    """The symlinks below ``folder`` (not followed): what ``walk`` leaves out."""
+    return sorted(Path(d) / n for d, dirs, names in os.walk(folder, followlinks=False)
+                  for n in [*dirs, *names] if (Path(d) / n).is_symlink())
+
+
+def glob_paths(pattern: str) -> list[Path]:
+    """``glob.glob(pattern, recursive=True)`` without following symlinked folders: ``**``
+    is matched over ``os.walk`` (the standard glob follows them, and a loop such as
+    ``cases/up -> ..`` made ``RUN/**`` run until the paths grew too long)."""
+    if "**" not in pattern:
+        return sorted(Path(m) for m in glob.glob(pattern))
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    regex = re.compile(_translate(parts[fixed:]))
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # as glob: no hidden
+        rel = Path(dirpath).relative_to(root)
+        for name in ["", *dirnames, *(f for f in filenames if not f.startswith("."))]:
+            path = rel / name if name else rel
+            if regex.fullmatch(path.as_posix() if str(path) != "." else ""):
+                out.append(root / path)
+        if len(out) > MAX_FILES:
+            raise FileRefused(f"{pattern}: matches more than {MAX_FILES:,} paths")
+    return sorted(set(out))
+
+
+def _translate(parts) -> str:
+    """Path components of a glob as a regular expression over '/'-joined relative paths:
+    ``**`` any number of components, ``*`` and ``?`` within one, ``[...]`` a class."""
+    out = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append(".*" if last else "(?:.*/)?")
+            continue
+        out.append(_component(part) + ("" if last else "/"))
+    return "".join(out)
+
+
+def _component(part: str) -> str:
+    out, i = [], 0
+    while i < len(part):
+        c = part[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and "]" in part[i + 2:] or c == "[" and part[i + 1:i + 2] == "]":
+            end = part.index("]", i + 2)
+            body = part[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body)
+                       .replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)

@@ -79,9 +79,17 @@ def count(value: float) -> str:
 _MD_PUNCT = re.compile(r"([\\`*\[\]|~])|(?<!\w)_|_(?!\w)")
 _MENTION = re.compile(r"(@(?=\w)|#(?=\d)|\bGH-(?=\d))", re.IGNORECASE)
 _CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
 # Unicode's controls (category Cc: C0, DEL, C1), the line and paragraph separators, and
 # the bidirectional embeddings, overrides and isolates that reorder what is shown.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text) -> str:
+    """``text`` made safe to print on a terminal, on one line."""
+    return _UNPRINTABLE.sub(lambda m: " " if m.group().isspace()
+                            else m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def md(text) -> str:
@@ -89,12 +97,6 @@ def md(text) -> str:
     one_line = " ".join(str(text).split())
     escaped = _MD_PUNCT.sub(lambda m: "\\" + m.group(0), html.escape(one_line, quote=False))
     return _MENTION.sub(lambda m: m.group(1) + "&#8203;", escaped)
-
-
-def printable(text) -> str:
-    """``text`` made safe to print on a terminal, on one line (see the module docstring)."""
-    return _UNPRINTABLE.sub(lambda m: " " if m.group().isspace()
-                            else m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def csv_cell(value):
