@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import store
 from .errors import UserError
-from .git import git
+from .git import check_revision, git, reason
 from .paired import (
     DEFAULT_BLOCKS,
     TWO_PROCESSES,
@@ -40,15 +40,24 @@ def worktrees(repo: Path, base_ref: str, head_ref: str, into: Path,
               made: list[Path]) -> dict[str, tuple[Path, str]]:
     """Check out the merge-base of ``base_ref`` and ``head_ref``, and ``head_ref``, as
     detached worktrees under ``into``: ``{side: (folder, commit)}``. Each folder is added
-    to ``made`` as soon as it exists, so a failure on the second still removes the first."""
-    head = git(repo, "rev-parse", "--verify", f"{head_ref}^{{commit}}").stdout.strip()
-    base = git(repo, "merge-base", base_ref, head).stdout.strip()
+    to ``made`` as soon as it exists, so a failure on the second still removes the first.
+    The refs come from the user: checked not to be options, then given after
+    ``--end-of-options`` (see ``resnets.git``)."""
+    commit = {}
+    for what, ref in (("--base", base_ref), ("--head", head_ref)):
+        r = git(repo, "rev-parse", "--verify", "--end-of-options",
+                f"{check_revision(ref, what)}^{{commit}}", check=False)
+        if r.returncode != 0:
+            raise UserError(f"{what} {ref!r}: git rev-parse: {reason(r)}")
+        commit[what] = r.stdout.strip()
+    head = commit["--head"]
+    base = git(repo, "merge-base", "--end-of-options", commit["--base"], head).stdout.strip()
     out = {}
     for side, sha in (("base", base), ("head", head)):
         folder = (into / side).resolve()  # git runs in ``repo``; the path is ours
         if folder.exists():
-            git(repo, "worktree", "remove", "--force", str(folder))
-        git(repo, "worktree", "add", "--detach", str(folder), sha)
+            git(repo, "worktree", "remove", "--force", "--", str(folder))
+        git(repo, "worktree", "add", "--detach", "--", str(folder), sha)
         made.append(folder)
         out[side] = (folder, sha)
     return out
@@ -56,7 +65,7 @@ def worktrees(repo: Path, base_ref: str, head_ref: str, into: Path,
 
 def remove_worktrees(repo: Path, folders) -> None:
     for folder in folders:
-        git(repo, "worktree", "remove", "--force", str(folder), check=False)
+        git(repo, "worktree", "remove", "--force", "--", str(folder), check=False)
 
 
 @dataclass

@@ -8,7 +8,16 @@ the outputs are pasted into PR comments and opened in spreadsheets.
 * ``md(text)``: safe inside Markdown (a table cell or a line): HTML special characters
   become entities (GitHub then shows them as text), Markdown punctuation that builds
   links, images, emphasis, code or tables is backslash-escaped, and line breaks become
-  spaces, so a value can neither start a heading nor break a table row.
+  spaces, so a value can neither start a heading nor break a table row. ``@name`` and
+  ``#123`` (and ``GH-123``) get a zero-width space after the ``@``/``#``/``-``, so a PR
+  comment can neither ping people nor link issues: GitHub matches mentions and
+  references in the rendered text, where an entity such as ``&#64;`` is already an ``@``
+  again; a character between them breaks the match (what Renovate does).
+* ``printable(text)``: safe on a terminal: control characters (C0, DEL, C1: ESC starts
+  the sequences that recolour, retitle or rewrite a terminal) and bidirectional overrides
+  become visible escapes such as ``\x1b``, and line breaks and other whitespace controls
+  become spaces, so one value stays on one line. Applied to each value, not to a whole
+  output (whose own line breaks are meant).
 * ``csv_cell(value)``: OWASP's guidance for CSV injection: a text cell that starts with
   ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading ``'`` so spreadsheet
   programs show it as text; quoting is left to the csv writer. Numbers stay numbers.
@@ -68,6 +77,7 @@ def count(value: float) -> str:
 # Markdown punctuation that can build structure mid-line; "_" only at a word's edge
 # (inside a word it never emphasizes), so lenet_bn stays readable in the raw text.
 _MD_PUNCT = re.compile(r"([\\`*\[\]|~])|(?<!\w)_|_(?!\w)")
+_MENTION = re.compile(r"(@(?=\w)|#(?=\d)|\bGH-(?=\d))", re.IGNORECASE)
 _CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -85,7 +95,8 @@ def printable(text) -> str:
 def md(text) -> str:
     """``text`` made inert for Markdown (see the module docstring)."""
     one_line = " ".join(str(text).split())
-    return _MD_PUNCT.sub(lambda m: "\\" + m.group(0), html.escape(one_line, quote=False))
+    escaped = _MD_PUNCT.sub(lambda m: "\\" + m.group(0), html.escape(one_line, quote=False))
+    return _MENTION.sub(lambda m: m.group(1) + "&#8203;", escaped)
 
 
 def csv_cell(value):
@@ -110,9 +121,10 @@ def csv_frame(df):
 # --- tables ------------------------------------------------------------------------------
 
 def text_table(headers, rows, numeric=None) -> str:
-    """An aligned plain-text table; ``numeric[i]`` right-aligns column i."""
-    rows = [[str(c) for c in r] for r in rows]
-    headers = [str(h) for h in headers]
+    """An aligned plain-text table for the terminal, every cell ``printable``;
+    ``numeric[i]`` right-aligns column i."""
+    rows = [[printable(c) for c in r] for r in rows]
+    headers = [printable(h) for h in headers]
     numeric = numeric or [False] * len(headers)
     widths = [max(len(c) for c in col) for col in zip(headers, *rows)]
     lines = ["  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(r, widths, numeric))

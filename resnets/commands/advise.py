@@ -63,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
     from ..report.advice import advice_rows, advise
     from ..report.render import markdown_table
     from ..store import atomic_write_text
+    from ..text import printable
 
     advice = advise(load(args.results, strict=args.strict), args.baseline)
     if not advice:
@@ -71,5 +72,5 @@ def main(args: argparse.Namespace) -> int:
     if args.markdown:
         atomic_write_text(args.markdown, "### What to use\n\n"
                           + markdown_table(advice_rows(advice)) + "\n")
-    print("\n".join(lines(advice)))
+    print("\n".join(printable(line) for line in lines(advice)))  # model names are data
     return 0

@@ -40,14 +40,26 @@ def _blocks(text: str) -> int:
     return value
 
 
+def _revision(text: str) -> str:
+    """A --base/--head value that git could take for an option is refused here, first."""
+    from ..errors import UserError
+    from ..git import check_revision
+
+    try:
+        return check_revision(text)
+    except UserError as exc:
+        raise options.Invalid(str(exc)) from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("what to compare")
     src.add_argument("--repo", type=Path, default=Path("."), metavar="DIR",
                      help="git repository holding both versions (default: here)")
-    src.add_argument("--base", default="origin/main", metavar="REF",
+    src.add_argument("--base", type=_revision, default="origin/main", metavar="REF",
                      help="the branch the PR goes into; its merge-base with --head is "
                           "measured (default origin/main)")
-    src.add_argument("--head", default="HEAD", metavar="REF", help="the PR's head (default HEAD)")
+    src.add_argument("--head", type=_revision, default="HEAD", metavar="REF",
+                     help="the PR's head (default HEAD)")
     src.add_argument("--base-src", type=Path, metavar="DIR",
                      help="use this checkout as the baseline instead of a worktree")
     src.add_argument("--head-src", type=Path, metavar="DIR",

@@ -1,10 +1,12 @@
 """Add a finished run to the history branch of a git remote (what the nightly job does).
 
-Copies RUN_DIR's cases/ and run-state.json into runs/<run name>/ on --branch (default
-benchmark-results) of --remote, commits and pushes; a push that loses a race with another
-job is rebased and tried again. A run that did not attempt every planned case is refused
-unless --partial, which publishes it as runs/<name>-partial/ (resnets history leaves
-those out). Exit codes: 0 published, 2 bad input or a push that kept failing.
+Copies RUN_DIR's cases/*.json, run-state.json and run-options.json into runs/<run name>/
+on --branch (default benchmark-results) of --remote, commits and pushes; a push that loses
+a race with another job is rebased and tried again. Only regular files are copied: a
+symlink, FIFO, device, folder or oversized file in the run is skipped with a warning. A
+run that did not attempt every planned case is refused unless --partial, which publishes
+it as runs/<name>-partial/ (resnets history leaves those out). Exit codes: 0 published,
+2 bad input or a push that kept failing.
 """
 from __future__ import annotations
 

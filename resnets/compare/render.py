@@ -9,7 +9,7 @@ characters whatever the number of cases (GitHub refuses comments over 65,536).
 from __future__ import annotations
 
 from ..store import dumps
-from ..text import change, duration, markdown_table, md, text_table
+from ..text import change, duration, markdown_table, md, printable, text_table
 from .verdict import CaseResult, Comparison
 
 _COLUMNS = ("verdict", "case", "baseline", "candidate", "change", "interval", "p (Holm)",
@@ -65,7 +65,8 @@ def outcome(cmp: Comparison) -> str:
 
 def table(cmp: Comparison) -> str:
     banner, sens = env_banner(cmp), sensitivity(cmp)
-    return "\n".join([headline(cmp), *([banner] if banner else []), *([sens] if sens else []),
+    return "\n".join([headline(cmp), *([printable(banner)] if banner else []),
+                      *([sens] if sens else []),
                       "", text_table(_COLUMNS, [_row(c) for c in cmp.cases]), "",
                       outcome(cmp)])
 

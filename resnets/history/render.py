@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..report.render import Section, html_page, img
 from ..store import atomic_write, atomic_write_text, safe_name
-from ..text import change, duration, markdown_table, md
+from ..text import change, duration, markdown_table, md, printable
 from .analysis import Bisected, Options, Series, Shift
 
 SPARK_SPAN = 1.15  # a sparkline shows at least median / 1.15 to median x 1.15
@@ -215,7 +215,7 @@ def terminal(series: list[Series]) -> str:
     failing = sum(len(s.failing) for s in series)
     lines.append(f"{len(series)} series; " + (f"FAIL: {failing} recent slowdown shift(s)"
                                                if failing else "OK: no recent slowdown shift"))
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))  # case ids, runs and envs are data
 
 
 def _date(value) -> str:
