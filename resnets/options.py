@@ -185,6 +185,8 @@ TIMING = [
            metavar="N"),
     Option("threads", "CPU threads (default: all cores)", positive_int, metavar="N"),
     Option("no_flush_denormal", "keep denormal floats (slow on CPU)", flag=True),
+    Option("unpaired", "time each variant of a case on its own, minutes apart from the "
+           "others, not side by side with them in rotating blocks", flag=True),
     Option("oversubscribe", "allow more threads, or data-parallel ranks per node, than this "
            "machine has cores (refused otherwise: they would time the scheduler)", flag=True),
 ]

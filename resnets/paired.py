@@ -27,6 +27,7 @@ id, written into that side's run folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -104,9 +105,16 @@ class Local:
         self.name = name
         package = import_side(src, name)
         self.session = importlib.import_module(f"{package.__name__}.measure.worker").Session()
+        runner = importlib.import_module(f"{package.__name__}.measure.runner")
+        self.settings_fields = {f.name for f in dataclasses.fields(runner.Settings)}
 
     def ask(self, cmd: dict, timeout: float | None = None) -> dict:
-        """In process: bounded by whoever waits for this process (the gate)."""
+        """In process: bounded by whoever waits for this process (the gate). Settings
+        this side's version does not know (a merge-base from before they existed) are
+        left out: it measures as it always did."""
+        if "settings" in cmd:
+            cmd = {**cmd, "settings": {k: v for k, v in cmd["settings"].items()
+                                       if k in self.settings_fields}}
         return self.session.handle(cmd)
 
 

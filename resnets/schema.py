@@ -155,6 +155,8 @@ class Timing:
     resolution: str | None = None
     gc: str | None = None
     threads: int | None = None
+    threads_reason: str | None = None  # why that many (the free cores when it started)
+    omp_wait_policy: str | None = None  # OpenMP's: PASSIVE threads sleep, ACTIVE ones spin
     flush_denormal: bool | None = None
     cudnn_benchmark: bool | None = None
     seed: int | None = None

@@ -10,7 +10,7 @@ from records import steady
 
 from resnets.case import Case
 from resnets.report import load
-from resnets.report.advice import advice_rows, advise, headline_rows
+from resnets.report.advice import advice_rows, advise
 from resnets.schema import Timing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +39,8 @@ def test_the_fastest_supported_variant_is_picked_with_its_interval(tmp_path):
     assert 1 < a.speedup_low < a.speedup < a.speedup_high
     assert abs(a.speedup - 2.0) < 0.1
     assert [v for v, *_ in a.slower] == ["channels_last-bf16-eager"]
-    row = headline_rows(got).iloc[0]
-    assert row["best"] == "contiguous-bf16-eager" and "(" in row["vs baseline (95%)"]
+    row = advice_rows(got).iloc[0]
+    assert row["use"] == "use contiguous-bf16-eager" and "(" in row["speed-up (95%)"]
 
 
 def test_a_difference_inside_the_noise_is_no_clear_winner(tmp_path):

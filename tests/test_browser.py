@@ -34,9 +34,21 @@ window.addEventListener("load", () => {
     .map(e => e.tagName + (e.id ? "#" + e.id : "")).slice(0, 5);
   const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
   const external = [...document.images].filter(i => !i.src.startsWith("data:")).length;
+  const split = [];  // header words drawn on two lines ("devi/ce")
+  for (const th of document.querySelectorAll("th")) {
+    for (const t of th.childNodes) {
+      if (t.nodeType !== 3) continue;
+      for (const m of t.data.matchAll(/[^\\s-]+/g)) {  // a hyphen may break
+        const r = document.createRange();
+        r.setStart(t, m.index); r.setEnd(t, m.index + m[0].length);
+        if (new Set([...r.getClientRects()].map(x => Math.round(x.top))).size > 1)
+          split.push(m[0]);
+      }
+    }
+  }
   document.title = JSON.stringify({vw, wide, scroll: document.documentElement.scrollWidth,
                                    broken, images: document.images.length, external,
-                                   scripts: document.scripts.length,
+                                   scripts: document.scripts.length, split,
                                    found: document.body.innerText.includes(needle)});
 });</script>"""
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -77,6 +89,7 @@ def test_the_report_fits_desktop_and_phone_and_its_images_load(report, tmp_path,
     assert got["scroll"] <= got["vw"], got  # no sideways page scroll
     assert got["images"] >= 4 and got["broken"] == 0, got
     assert got["external"] == 0 and got["scripts"] == 1, got  # only the probe runs
+    assert got["split"] == [], got["split"]  # no header breaks inside a word
 
 
 HOSTILE = "<script>alert(1)</script>"

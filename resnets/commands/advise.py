@@ -47,6 +47,8 @@ def lines(advice) -> list[str]:
             out.append(head + f"use {a.pick}, {interval(a.speedup, a.speedup_low, a.speedup_high)}"
                        f" over {a.baseline}" + (f"; {'; '.join(extra)}" if extra else ""))
         out += [f"    slower here: {v} {interval(s, lo, hi)}" for v, s, lo, hi in a.slower]
+        if a.why_slow:
+            out.append(f"    {a.why_slow}")
         if a.efficient:
             v, best, mine = a.efficient
             out.append(f"    most energy-efficient: {v}, {best:.3g} samples/J against "

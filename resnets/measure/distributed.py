@@ -328,7 +328,7 @@ def run_rank(case: Case, settings) -> Outcome | None:
                 run.time_adaptive()
                 nosync = []
                 if case.strategy == "ddp" and case.mode == "train":
-                    with hooks.module.no_sync():  # forward still broadcasts BN buffers
+                    with run.mode(), hooks.module.no_sync():  # BN buffers still broadcast
                         nosync = time_block(run.work.step, case.device,
                                             settings.policy.budget_s / 2, 3, hooks.agreement)
                 comm = (_comm_seconds(case, hooks.grad_bytes, device)

@@ -50,3 +50,25 @@ def other_cores(start: Snapshot, end: Snapshot,
         return None, None
     other = max(0.0, (end.busy_s - start.busy_s - own_cpu_s) / wall)
     return other, max(0.0, (end.steal_s - start.steal_s) / wall)
+
+
+def busy_now(seconds: float = 0.2) -> float | None:
+    """Cores other work keeps busy right now, over ``seconds`` (None where unknown)."""
+    cpu0, start = time.process_time(), Snapshot.now()
+    time.sleep(seconds)
+    return other_cores(start, Snapshot.now(), time.process_time() - cpu0)[0]
+
+
+def choose_threads(requested: int | None, cores: int, busy: float | None) -> tuple[int, str]:
+    """(threads, why) for a case about to be timed while other work keeps ``busy`` cores
+    busy. OpenMP threads that outnumber the free cores wait on each other through time
+    slices (a 2-thread step beside one busy process ran 67x slower on 2 cores), so by
+    default the threads follow the free cores; a requested count is kept, and said."""
+    if requested:
+        why = "requested" + (f"; other work kept {busy:.1f} of {cores} cores busy"
+                             if busy is not None and busy > 0.5 else "")
+        return requested, why
+    if busy is None or busy <= 0.5:
+        return cores, f"all {cores} cores" + ("" if busy is not None else " (load unknown)")
+    free = max(1, round(cores - busy))
+    return free, f"{free} of {cores} cores: other work kept {busy:.1f} busy when it started"

@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class Settings:
     # Data-parallel cases across machines: torchrun's rendezvous (measure.distributed).
     nnodes: int = 1
     rdzv_endpoint: str | None = None
+    threads_reason: str | None = None  # why ``threads`` (measure.load.choose_threads)
 
     def apply(self) -> None:
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
@@ -56,11 +57,16 @@ class Settings:
 
     @classmethod
     def from_dict(cls, d: dict) -> Settings:
-        return cls(**{**d, "policy": TimingPolicy(**d["policy"])})
+        """Settings another version wrote: fields this one does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in d.items() if k in known},
+                      "policy": TimingPolicy(**d["policy"])})
 
     def timing_fields(self) -> dict:
         """The settings as ``schema.Timing`` fields."""
         return {**self.policy.timing_fields(), "threads": self.threads or os.cpu_count(),
+                "threads_reason": self.threads_reason,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                 "flush_denormal": self.flush_denormal, "seed": self.seed,
                 "cudnn_benchmark": self.cudnn_benchmark}
 
@@ -77,26 +83,35 @@ COLD_CACHE = "cold: a fresh, empty inductor and Triton cache for this case"
 
 
 @contextlib.contextmanager
-def cold_compile_cache():
-    """Point torch.compile's on-disk caches at a fresh folder for one case, so a compile
-    time is never a warm cache's replay (in-process caches are reset between cases by
-    ``release_memory``)."""
+def compile_cache_folder():
+    """A fresh, empty folder for one case's torch.compile caches (``compile_cache`` points
+    the compilers at it), removed with the case: a compile time is never a warm cache's
+    replay (in-process caches are reset between cases by ``release_memory``)."""
     import shutil
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="resnets-compile-cache-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def compile_cache(folder: str):
+    """Inductor's and Triton's on-disk caches in ``folder`` while the block runs (they
+    read the variables when they compile)."""
     saved = {k: os.environ.get(k) for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
     os.environ["TRITON_CACHE_DIR"] = os.path.join(folder, "triton")
     try:
-        yield folder
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class CaseRun:
@@ -130,15 +145,15 @@ class CaseRun:
     def __enter__(self) -> CaseRun:
         self.started = time.perf_counter()
         self.settings.apply()
-        self._stack.enter_context(math_mode(self.case))
-        if self.case.compile.startswith("compile"):
-            self._stack.enter_context(cold_compile_cache())
+        self._cache = (self._stack.enter_context(compile_cache_folder())
+                       if self.case.compile.startswith("compile") else None)
         self._stack.callback(release_memory)
         try:
             t0 = time.perf_counter()
             seed = self.settings.seed + (self.rank.index if self.rank else 0)
-            self.work = build(self.case.single(), seed=seed,
-                              wrap=self.rank.wrap if self.rank else None)
+            with self.mode():
+                self.work = build(self.case.single(), seed=seed,
+                                  wrap=self.rank.wrap if self.rank else None)
         except BaseException:
             self._stack.close()
             raise
@@ -157,15 +172,26 @@ class CaseRun:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
+    @contextlib.contextmanager
+    def mode(self):
+        """The case's global state around each phase, not for the case's lifetime: its
+        math mode (TF32 switches) and compile caches. Variants of a group are built, warmed
+        up and timed in turns in one process (``measure.group``), each in its own state."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(math_mode(self.case))
+            if self._cache is not None:
+                stack.enter_context(compile_cache(self._cache))
+            yield
+
     def time_adaptive(self) -> None:
         """Warm up and time until the policy says stop (the unpaired way)."""
-        with self._compiling():
+        with self.mode(), self._compiling():
             self.timed = time_step(self.work.step, self.case.device, self.settings.policy,
                                    self.agree)
         self.samples = list(self.timed.measurement.samples)
 
     def warm_up(self) -> None:
-        with self._compiling():
+        with self.mode(), self._compiling():
             self.timed = time_step(self.work.step, self.case.device,
                                    replace(self.settings.policy, budget_s=0.0, min_rounds=1),
                                    self.agree)
@@ -173,7 +199,9 @@ class CaseRun:
     def block(self, seconds: float, min_steps: int = 1) -> list[float]:
         """One block of timed steps (after ``warm_up``); returns them and keeps them."""
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        samples = time_block(self.work.step, self.case.device, seconds, min_steps, self.agree)
+        with self.mode():
+            samples = time_block(self.work.step, self.case.device, seconds, min_steps,
+                                 self.agree)
         self._cpu_s += time.process_time() - cpu0
         self._wall_s += time.perf_counter() - wall0
         self.samples += samples
@@ -193,6 +221,10 @@ class CaseRun:
         """Memory pass and FLOP count (both after all timing), then the record.
         ``timing`` adds or overrides ``schema.Timing`` fields (paired runs' contention).
         Every rank of a data-parallel case calls it (the memory pass steps together)."""
+        with self.mode():
+            return self._finish(timing)
+
+    def _finish(self, timing: dict) -> SpeedResult:
         case, work = self.case, self.work
         env = environment()  # inside math_mode: records the flags the case ran with
         pipeline = self._pipeline() if self.feed else {}

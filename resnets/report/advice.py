@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..compare.noise import BUSY_CORES
 from ..errors import UserError
+from ..schema import SAMPLES
 from ..stats import log_interval
 from .frame import ROW_KEYS, baseline_for, shown, sort_rows, speed, variant_order
 
@@ -59,21 +60,48 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
             continue
         b = base.iloc[0]
         for _, r in group.iterrows():
-            se = math.hypot(r["level_se"], b["level_se"]) if r["variant"] != base_name else 0.0
-            ratio, low, high = log_interval(math.log(r["samples_per_s"] / b["samples_per_s"]),
-                                            se)
+            paired = paired_change(r, b) if r["variant"] != base_name else None
+            if paired is not None:
+                d, se = paired
+            else:
+                d = math.log(r["samples_per_s"] / b["samples_per_s"])
+                se = math.hypot(r["level_se"], b["level_se"]) if r["variant"] != base_name \
+                    else 0.0
+            ratio, low, high = log_interval(d, se)
             rows.append({**{k: r[k] for k in ROW_KEYS}, "variant": r["variant"],
                          "baseline": base_name, "samples_per_s": r["samples_per_s"],
                          "sps_low": r["sps_low"], "sps_high": r["sps_high"],
                          "speedup": ratio, "speedup_low": low, "speedup_high": high,
                          "within_noise": bool(low <= 1 <= high) and r["variant"] != base_name,
                          "peak_memory_bytes": r["peak_memory_bytes"],
-                         "launch_bound": launch_bound(r), "busy": _busy(r, b),
+                         "launch_bound": launch_bound(r), "paired": paired is not None,
+                         # side by side, the load lands on both: it widens the interval
+                         "busy": 0.0 if paired is not None else _busy(r, b),
                          "first_step_s": r["timing_first_step_s"], "latency_s": r["latency_s"],
                          "samples_per_j": r["samples_per_s_per_watt"],
+                         "cpu_capability": r["env_cpu_capability"], "cpu_flags": r["env_cpu_flags"],
                          "memory_format": r["memory_format"], "precision": r["precision"],
                          "compile": r["compile"]})
     return pd.DataFrame(rows)
+
+
+def paired_change(row, base) -> tuple[float, float] | None:
+    """(log speed-up of ``row`` over ``base``, its standard error) when both were timed
+    side by side in one group (``measure.group``: the same ``pair``, blocks kept): the
+    median over rounds of the log ratio of their block medians, its spread over the
+    rounds, and the shift between builds that alternating blocks cannot cancel (the
+    gate's calibrated prior). None: not paired, and the noise model's run-to-run shift
+    applies instead."""
+    from ..compare.noise import paired_sigma
+    from ..compare.significance import MIN_BLOCK_PAIRS, paired_blocks
+
+    if not (isinstance(row["pair"], str) and row["pair"] == base["pair"]
+            and isinstance(row["blocks"], list) and isinstance(base["blocks"], list)):
+        return None
+    d, within, n = paired_blocks(base[SAMPLES], base["blocks"], row[SAMPLES], row["blocks"])
+    if n < MIN_BLOCK_PAIRS:
+        return None
+    return -d, math.hypot(within, paired_sigma(str(row["device"]), within))
 
 
 def _busy(row, base) -> float:
@@ -122,6 +150,7 @@ class Advice:
     # The most energy-efficient variant when it is not the pick: (variant, its samples per
     # joule, the pick's (or baseline's) samples per joule).
     efficient: tuple[str, float, float] | None = None
+    why_slow: str | None = None       # what in the machine makes a slower variant slow
     note: str | None = None
 
     def __getattr__(self, name: str):
@@ -185,8 +214,26 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
             a.loaded = list(loaded["variant"])
         if not a.note:
             a.efficient = _most_efficient(g[g["busy"] <= BUSY_CORES], a.pick or a.baseline)
+            a.why_slow = _why_slow(a, g)
         out.append(a)
     return out
+
+
+# CPU ISA features with native bf16 arithmetic (x86 AVX-512 BF16 or AMX; Arm's BF16).
+NATIVE_BF16 = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def _why_slow(a: Advice, group: pd.DataFrame) -> str | None:
+    """Why a bf16 variant the advice calls slower is slow on this CPU, when its recorded
+    ISA flags have no native bf16 (on an AVX2-only machine bf16 ran 17x slower than fp32:
+    every op converts)."""
+    if a.device != "cpu" or not any("-bf16-" in v for v, *_ in a.slower):
+        return None
+    flags = next((f for f in group["cpu_flags"] if isinstance(f, str)), None)
+    if flags is None or NATIVE_BF16 & set(flags.split()):
+        return None
+    capability = next((c for c in group["cpu_capability"] if isinstance(c, str)), "?")
+    return f"no native bf16 on this CPU ({capability}): bf16 runs emulated"
 
 
 def _most_efficient(group: pd.DataFrame, chosen: str) -> tuple[str, float, float] | None:
@@ -223,12 +270,12 @@ def _positive(value) -> bool:
 
 
 def advice_rows(advice: list[Advice]) -> pd.DataFrame:
-    """The "What to use" table: one row per model, device, mode, batch and input."""
+    """The "What to use" table, the report's first: one row per model, device, mode, batch
+    and input: the pick (or why there is none), its speed-up and throughput with 95%
+    intervals, its memory cost, the variants to avoid, and notes."""
     rows = []
     for a in advice:
         extra = []
-        if a.memory_ratio is not None:
-            extra.append(f"peak memory {a.memory_ratio:.2f}× the baseline's")
         if a.compile_cost_s is not None:
             pays = ("never pays off" if a.breakeven_steps == math.inf else
                     f"pays off after {a.breakeven_steps:,.0f} steps"
@@ -238,6 +285,8 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
             v, best, mine = a.efficient
             extra.append(f"most energy-efficient: {v} ({best:.3g} samples/J against "
                          f"{mine:.3g})")
+        if a.why_slow:
+            extra.append(a.why_slow)
         if a.note:
             extra.append(a.note)
         elif a.unclear and a.pick is None:
@@ -245,23 +294,15 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
         if a.loaded:
             extra.append(f"not judged, measured while other work kept cores busy (rerun): "
                          f"{', '.join(a.loaded)}")
-        rows.append({**a.key, "advice": a.verdict, "speed-up over " + "baseline":
-                     interval(a.speedup, a.speedup_low, a.speedup_high)
-                     if a.pick not in (None, a.baseline) else "—",
-                     "baseline": a.baseline,
-                     "slower (avoid)": "; ".join(f"{v} {interval(s, lo, hi)}"
-                                                 for v, s, lo, hi in a.slower) or "—",
-                     "notes": "; ".join(extra) or "—"})
-    return shown(pd.DataFrame(rows))
-
-
-def headline_rows(advice: list[Advice]) -> pd.DataFrame:
-    """Per model, device, mode, batch and input: the best supported variant (or why
-    there is none) with its throughput and speed-up, both with 95% intervals."""
-    rows = []
-    for a in advice:
-        rows.append({**a.key, "best": a.pick or a.verdict,
+        picked = a.pick not in (None, a.baseline)
+        rows.append({**a.key, "use": a.verdict,
+                     "speed-up (95%)": interval(a.speedup, a.speedup_low, a.speedup_high)
+                     if picked else "—",
                      "samples/s (95%)": interval(a.samples_per_s, a.sps_low, a.sps_high, ""),
-                     "vs baseline (95%)": interval(a.speedup, a.speedup_low, a.speedup_high)
-                     if a.pick not in (None, a.baseline) else "—"})
+                     "memory": f"{a.memory_ratio:.2f}×" if a.memory_ratio is not None
+                     else "—",
+                     "baseline": a.baseline,
+                     "avoid (slower)": "; ".join(f"{v} {interval(s, lo, hi)}"
+                                                for v, s, lo, hi in a.slower) or "—",
+                     "notes": "; ".join(extra) or "—"})
     return shown(pd.DataFrame(rows))

@@ -26,15 +26,17 @@ from ..store import atomic_write, atomic_write_text
 from ..text import csv_frame
 from . import plots as _plots
 from . import tables as _tables
-from .advice import advice_rows, advise, headline_rows, speedups
+from .advice import advice_rows, advise, speedups
 from .findings import findings_table
 from .frame import DEVICE_BASELINES, speed, with_levels
 from .render import Section, html_page, markdown_page, markdown_table
 
 # Page order: these tables, then the plots, then the rest (detail and provenance).
-BEFORE_PLOTS = ("headline", "advice", "speedups", "models", "torchvision", "findings",
-                "convergence")
-IN_SUMMARY = ("headline", "advice", "findings", "convergence", "missing")
+# The first screen: the speed-ups drawn, then what to use; the plot is drawn from the same
+# intervals the table states.
+FIRST = ("forest", "advice")
+BEFORE_PLOTS = ("advice", "speedups", "models", "torchvision", "findings", "convergence")
+IN_SUMMARY = ("advice", "findings", "convergence", "missing")
 BASELINE_WHY = ("Baselines: on CUDA, PyTorch's default numerics (contiguous-default-eager: "
                 "fp32 tensors, cuDNN convolutions in TF32, matmuls in fp32), which is what a "
                 "PyTorch user gets without asking; strict fp32 (TF32 off everywhere) is "
@@ -64,15 +66,14 @@ def table_sections(df: pd.DataFrame, baseline: str | None,
     long = speedups(df, baseline)
     note = _baseline_note(df, baseline)
     specs = [
-        ("headline", "Headline", headline_rows(advice), "no successful speed case",
-         "Per model, device and mode: the fastest variant whose advantage over the baseline "
-         "is statistically supported (its 95% interval lies above 1), its throughput and "
-         "speed-up; \"no clear winner\" when no variant is clearly faster. " + note, None),
         ("advice", "What to use", advice_rows(advice), "no successful speed case",
-         "Use the variant named; avoid the ones listed as slower (with how much, at this "
-         "input size: what is faster at 224x224 can be slower at 64x64). Intervals are "
-         "95% and include the run-to-run shift of the noise model. Same as `resnets advise`.",
-         None),
+         "Per model, mode, device, batch and input: the fastest variant whose speed-up over "
+         "the baseline is statistically supported (its 95% interval lies above 1), or \"no "
+         "clear winner\"; its throughput, its peak memory against the baseline's, and the "
+         "variants to avoid, with how much (what is faster at 224x224 can be slower at "
+         "64x64). Intervals are 95%: variants timed side by side (one group, rotating "
+         "blocks) from their blocks and the shift between builds; otherwise with the noise "
+         "model's run-to-run shift. Same as `resnets advise`. " + note, None),
         ("speedups", "Speed-ups", t.speedup_display(long),
          "no baseline case to divide by (name one with --baseline)",
          "Throughput of each variant divided by its baseline's (column baseline) for the "
@@ -175,6 +176,8 @@ def device_name(df: pd.DataFrame) -> str:
     """The machine in a few words, the GPU first."""
     gpus = _values(df, "env_gpu_name")
     cpus = _values(df, "env_cpu_model")
+    isa = _values(df, "env_cpu_capability")
+    cpus = f"{cpus} ({isa})" if cpus and isa else cpus
     return f"{gpus} (host CPU {cpus})" if gpus else (f"CPU {cpus}" if cpus else "unknown machine")
 
 
@@ -195,7 +198,9 @@ def intro(df: pd.DataFrame, paths, missing: int = 0) -> list[str]:
         "Software: torch " + (_values(df, "env_torch") or "?") + ", CUDA build "
         + (_values(df, "env_cuda") or "none") + ", Python " + (_values(df, "env_python") or "?")
         + f"; {_values(df, 'env_cpu_count') or '?'} cores, torch threads "
-        + (_values(df, "env_threads") or "?") + ".",
+        + (_values(df, "env_threads") or "?")
+        + (f"; CPU ISA flags {_values(df, 'env_cpu_flags')}" if _values(df, "env_cpu_flags")
+           else "") + ".",
     ]
     corrupt = df.attrs.get("corrupt") or []
     if corrupt:
@@ -275,7 +280,10 @@ def write_report(paths, out_dir, baseline: str | None = None, strict: bool = Fal
               + "and how each number was made: index.html (beside this file).")
     atomic_write_text(out / "summary.md", markdown_page(
         title, head, [tables[n] for n in IN_SUMMARY], footer))
-    page = [*(tables[n] for n in BEFORE_PLOTS), *figures,
+    first = {s.name: s for s in [*figures, *tables.values()] if s.name in FIRST}
+    page = [*(first[n] for n in FIRST if n in first),
+            *(tables[n] for n in BEFORE_PLOTS if n not in first),
+            *(s for s in figures if s.name not in first),
             *(s for n, s in tables.items() if n not in BEFORE_PLOTS)]
     atomic_write_text(out / "index.html", html_page(title, head, page))
     return out

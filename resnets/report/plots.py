@@ -146,6 +146,58 @@ def throughput(df, baseline):
     return fig
 
 
+def forest(df, baseline):
+    """Per group (model, mode, device, batch, input), each variant's speed-up over the
+    baseline with its 95% interval on a log axis, the baseline at 1; a variant within
+    noise (interval holds 1) is drawn hollow, a supported one filled."""
+    long = speedups(df, baseline)
+    long = long[long["variant"] != long["baseline"]] if not long.empty else long
+    if long.empty:
+        raise Skip("no variant with a baseline to divide by (name one with --baseline)")
+    keys = ["model", "mode", "device", "batch_size", "input_shape"]
+    long = sort_rows(long).assign(row=varying_label(long, keys))
+    groups = list(dict.fromkeys(long["row"]))
+    variants = variant_order(long["variant"])
+    step = 1.0 / (len(variants) + 1)
+    fig = Figure(figsize=(9, 0.22 * len(long) + 0.35 * len(groups) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    ticks = []
+    for g, name in enumerate(groups):
+        rows = long[long["row"] == name]
+        for r in rows.itertuples():
+            y = g + step * (variants.index(r.variant) + 1) - 0.5
+            style = _forest_style(r.variant)
+            ax.plot([r.speedup_low, r.speedup_high], [y, y], color=style["color"], lw=1.6)
+            ax.plot([r.speedup], [y], linestyle="", markersize=6, markeredgecolor=style["color"],
+                    markerfacecolor="white" if r.within_noise else style["color"], **style)
+        ticks.append(g)
+        if g:
+            ax.axhline(g - 0.5, color="0.85", lw=0.8)
+    ax.axvline(1.0, color="0.3", lw=1, ls="--")
+    ax.set_yticks(ticks, groups, fontsize=8)
+    ax.set_ylim(len(groups) - 0.5, -0.5)
+    _log(ax, "x", base=2)
+    ax.set_xlabel(f"speed-up over {' or '.join(sorted(set(long['baseline'])))} "
+                  "(95% interval; log scale)")
+    ax.grid(axis="y", visible=False)
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], linestyle="", markersize=6, label=v, **_forest_style(v))
+                       for v in variants], loc="upper left", bbox_to_anchor=(1.01, 1),
+              title="variant (colour: precision,\nmarker: format; diamond: compiled)")
+    ax.set_title("hollow: within noise (the interval holds 1); filled: faster or slower "
+                 "beyond the noise", fontsize=9)
+    return fig
+
+
+def _forest_style(variant: str) -> dict:
+    """Colour by precision, marker by format, a diamond when compiled (fill is taken:
+    hollow means within noise there)."""
+    style = _variant_style(variant)
+    return {"color": style["color"], "marker": "D" if style["markerfacecolor"] == "white"
+            else style["marker"]}
+
+
 def speedup_heatmap(df, baseline):
     """Speed-ups over each row's baseline; a cell whose interval holds 1 is marked ≈ and
     drawn pale (within noise), a grey cell was not measured."""
@@ -442,6 +494,10 @@ def scaling(df, baseline):
 
 # (file stem, title, caption, function) in report order.
 PLOTS = [
+    ("forest", "Speed-ups at a glance",
+     "Each variant's speed-up over its baseline, per model, mode, device, batch and input, "
+     "with its 95% interval (log scale; dashed: the baseline, 1x). Hollow: within noise; "
+     "the table below says which to use.", forest),
     ("throughput", "Throughput by model and variant",
      "Best samples per second over batch sizes of each variant, per model and input size, "
      "device and mode, with 95% intervals; log scale.", throughput),

@@ -104,6 +104,8 @@ class BenchSession:
         if hasattr(config, "_benchmarksession"):
             config._benchmarksession.save_data = True
         self._infos = None
+        self._pending: dict = {}  # outcomes of a group's other variants, timed with it
+        self._grouped: set = set()
         self.counts = {"ok": 0, "skipped": 0, "failed": 0, "crashed": 0, "resumed": 0}
         self.started = store.utc_now_iso()
 
@@ -119,14 +121,55 @@ class BenchSession:
             self._infos = (machine, commit)
         return self._infos
 
-    def _measure(self, case) -> Outcome:
+    def _measure(self, case, settings=None) -> Outcome:
         from ..measure import distributed, process
 
         shared = (self.run_dir / distributed.FOLDER / store.safe_name(case.id)
                   if self.settings.nnodes > 1 else None)
         with self.journal.attempt(SpeedResult(case=case, status=Status.CRASHED)):
-            return process.run(case, self.settings, self.opts["isolate"], shared,
+            return process.run(case, settings or self.settings, self.opts["isolate"], shared,
                                self.rank_settings)
+
+    def _outcome(self, case) -> Outcome:
+        """The case's outcome: timed with the other variants of its group (the first of
+        them to come up times them all; ``measure.group``) unless that group is not
+        paired, in which case alone, saying why."""
+        from ..measure.group import group_key, measure_group, unpaired_reason
+
+        if case in self._pending:
+            return self._pending.pop(case)
+        if case.sweep:
+            return self._sweep(case)
+        key = group_key(case)
+        group = [c for c in self.planned.cases if group_key(c) == key
+                 and c.id not in self.done and c not in self._grouped]
+        settings = self._settings_now()
+        why = ("--unpaired" if self.opts["unpaired"] else
+               unpaired_reason(group, self.opts["isolate"]))
+        if why is None:
+            with contextlib.ExitStack() as stack:
+                for c in group:
+                    stack.enter_context(self.journal.attempt(
+                        SpeedResult(case=c, status=Status.CRASHED)))
+                outcomes = measure_group(group, settings,
+                                         f"{self.started}-g{len(self._grouped)}")
+            if outcomes is not None:
+                self._grouped |= set(group)
+                self._pending.update({c: o for c, o in outcomes.items() if c != case})
+                return outcomes[case]
+            why = "the group did not fit in memory at once"
+        outcome = self._measure(case, settings)
+        if outcome.is_ok and not outcome.record.timing.pairing:
+            outcome.record.timing.pairing = f"unpaired: {why}"
+        return outcome
+
+    def _settings_now(self):
+        """The run's settings with the threads chosen from the cores free right now
+        (``measure.load.choose_threads``)."""
+        from ..measure.load import busy_now, choose_threads
+
+        threads, why = choose_threads(self.opts["threads"], os.cpu_count() or 1, busy_now())
+        return replace(self.settings, threads=threads, threads_reason=why)
 
     def _resumed(self, name: str) -> None:
         """A case a resume does not measure again: done, or crashed (said as such)."""
@@ -137,7 +180,7 @@ class BenchSession:
 
     def run_speed(self, benchmark, case) -> None:
         self._resumed(case.id)
-        outcome = self._sweep(case) if case.sweep else self._measure(case)
+        outcome = self._outcome(case)
         if outcome.status == "skipped":
             self.skip(benchmark, outcome.result(case))
         if not outcome.is_ok:
