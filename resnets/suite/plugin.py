@@ -156,12 +156,23 @@ class BenchSession:
             if outcomes is not None:
                 self._grouped |= set(group)
                 self._pending.update({c: o for c, o in outcomes.items() if c != case})
+                for c, o in self._pending.items():  # kept now: an interrupt loses nothing
+                    if c in outcomes:
+                        self._write(o.result(c))
                 return outcomes[case]
             why = "the group did not fit in memory at once"
         outcome = self._measure(case, settings)
         if outcome.is_ok and not outcome.record.timing.pairing:
             outcome.record.timing.pairing = f"unpaired: {why}"
         return outcome
+
+    def _write(self, record: Result) -> None:
+        """A result file before its test reports it (``record`` rewrites it then)."""
+        machine, commit = self.infos()
+        store.write_case(self.run_dir, store.benchmark_entry(
+            record, group=f"{record.case.model} {record.case.mode} {record.case.device}"),
+            machine, commit)
+        self.journal.clear(record.name)
 
     def _settings_now(self):
         """The run's settings with the threads chosen from the cores free right now
@@ -224,11 +235,7 @@ class BenchSession:
                 own = outcome
                 continue
             self.counts["ok" if outcome.is_ok else outcome.status] += 1
-            machine, commit = self.infos()
-            store.write_case(self.run_dir, store.benchmark_entry(
-                outcome.result(point), group=f"{point.model} {point.mode} {point.device}"),
-                machine, commit)
-            self.journal.clear(point.id)
+            self._write(outcome.result(point))
         return own
 
     def skip(self, benchmark, record: Result, group: str | None = None):
