@@ -16,8 +16,8 @@ from . import commands as _commands
 from .errors import UserError
 
 # Shown first, in this order; any other command module follows alphabetically.
-ORDER = ("run", "report", "advise", "compare", "gate", "history", "publish", "profile", "train",
-         "models")
+ORDER = ("run", "report", "advise", "compare", "gate", "bisect", "history", "publish", "profile",
+         "train", "models")
 
 
 def command_names() -> list[str]:
