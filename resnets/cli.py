@@ -20,8 +20,8 @@ from .errors import UserError
 from .text import printable
 
 # Shown first, in this order; any other command module follows alphabetically.
-ORDER = ("run", "report", "advise", "compare", "gate", "history", "publish", "profile", "train",
-         "models")
+ORDER = ("run", "report", "advise", "compare", "gate", "bisect", "history", "publish", "profile",
+         "train", "models")
 
 
 def command_names() -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import store
 from .errors import UserError
-from .git import check_revision, git, reason
+from .git import add_worktree, commit_of, git
 from .paired import (
     DEFAULT_BLOCKS,
     TWO_PROCESSES,
@@ -43,23 +43,15 @@ def worktrees(repo: Path, base_ref: str, head_ref: str, into: Path,
     to ``made`` as soon as it exists, so a failure on the second still removes the first.
     The refs come from the user: checked not to be options, then given after
     ``--end-of-options`` (see ``resnets.git``)."""
-    commit = {}
-    for what, ref in (("--base", base_ref), ("--head", head_ref)):
-        r = git(repo, "rev-parse", "--verify", "--end-of-options",
-                f"{check_revision(ref, what)}^{{commit}}", check=False)
-        if r.returncode != 0:
-            raise UserError(f"{what} {ref!r}: git rev-parse: {reason(r)}")
-        commit[what] = r.stdout.strip()
-    head = commit["--head"]
-    base = git(repo, "merge-base", "--end-of-options", commit["--base"], head).stdout.strip()
+    head = commit_of(repo, head_ref, "--head")
+    base = git(repo, "merge-base", "--end-of-options", commit_of(repo, base_ref, "--base"),
+               head).stdout.strip()
     out = {}
     for side, sha in (("base", base), ("head", head)):
-        folder = (into / side).resolve()  # git runs in ``repo``; the path is ours
+        folder = into / side
         if folder.exists():
-            git(repo, "worktree", "remove", "--force", "--", str(folder))
-        git(repo, "worktree", "add", "--detach", "--", str(folder), sha)
-        made.append(folder)
-        out[side] = (folder, sha)
+            git(repo, "worktree", "remove", "--force", "--", str(folder.resolve()))
+        out[side] = (add_worktree(repo, sha, folder, made), sha)
     return out
 
 

@@ -89,12 +89,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="output folder (default reports/gate-<UTC time>)")
 
 
+def timing_settings(args: argparse.Namespace):
+    """The measuring settings of the timing options (``options.TIMING``), the budget
+    defaulting to the preset's: the gate's, and ``resnets bisect``'s."""
+    from .. import presets
+    from ..measure.runner import Settings
+    from ..measure.timer import TimingPolicy
+
+    budget = args.time_budget or presets.PRESETS[args.preset]["budget_s"]
+    return Settings(policy=TimingPolicy(budget_s=budget, rel_ci=args.rel_ci,
+                                        min_rounds=args.min_rounds),
+                    threads=args.threads, flush_denormal=not args.no_flush_denormal,
+                    measure_energy=False)  # not judged; would cost 2 s a side and case
+
+
 def main(args: argparse.Namespace) -> int:
     from .. import gate, presets, store
     from ..compare import Options
     from ..errors import UserError
-    from ..measure.runner import Settings
-    from ..measure.timer import TimingPolicy
 
     out = args.out or store.default_out("gate")
     gate.check_empty(out)
@@ -104,11 +116,7 @@ def main(args: argparse.Namespace) -> int:
     cases = selection.cases()
     if not cases:
         raise UserError("the filters select no case")
-    budget = args.time_budget or presets.PRESETS[args.preset]["budget_s"]
-    settings = Settings(policy=TimingPolicy(budget_s=budget, rel_ci=args.rel_ci,
-                                            min_rounds=args.min_rounds),
-                        threads=args.threads, flush_denormal=not args.no_flush_denormal,
-                        measure_energy=False)  # not judged; would cost 2 s a side and case
+    settings = timing_settings(args)
     made, commits = [], {}
     sources = {"base": args.base_src, "head": args.head_src}
     try:
