@@ -139,10 +139,7 @@ def main(args: argparse.Namespace) -> int:
               flush=True)
         # The suite imports the resnets this command runs (its folder first on the path).
         here = str(Path(__file__).resolve().parents[2])
-        # Waiting OpenMP threads sleep rather than spin against other processes (a spin
-        # made a 2-thread step 67x slower beside one busy process on 2 cores); set before
-        # the suite starts, as OpenMP reads it once.
-        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ,
+        env = {**os.environ,
                runlock.HELD_ENV: str(run_dir.resolve()),
                "PYTHONPATH": os.pathsep.join(filter(None, [here,
                                                            os.environ.get("PYTHONPATH")]))}
