@@ -77,3 +77,21 @@ def test_threads_follow_the_free_cores_unless_requested():
     assert choose_threads(None, 2, 1.9)[0] == 1  # never none
     threads, why = choose_threads(2, 2, 1.0)
     assert threads == 2 and why.startswith("requested") and "1.0 of 2 cores" in why
+
+
+def test_advise_says_why_a_group_was_not_paired(tmp_path, capsys):
+    from resnets import cli
+    from resnets.schema import Timing
+
+    apart = Timing(pairing="unpaired: --unpaired")
+    run = records.write(tmp_path / "run",
+                        records.speed(LENET, records.steady(0.01), timing=apart),
+                        records.speed(replace(LENET, precision="bf16"), records.steady(0.005),
+                                      timing=apart),
+                        records.speed(replace(LENET, batch_size=8), records.steady(0.01)))
+    got = {a.batch_size: a.unpaired for a in advise(load([run]))}
+    assert got == {16: "--unpaired", 8: None}  # one variant: nothing to pair, nothing said
+    assert cli.main(["advise", str(run)]) == 0
+    assert "(not paired: --unpaired)" in capsys.readouterr().out
+    paired = _paired_run(tmp_path / "p", 0.01, 0.005, drift=0.0)
+    assert [a.unpaired for a in advise(load([paired]))] == [None]

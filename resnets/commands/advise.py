@@ -30,7 +30,8 @@ def lines(advice) -> list[str]:
 
     out = []
     for a in advice:
-        head = f"{a.model} {a.device} {a.mode} bs{a.batch_size} {a.input_shape}: "
+        head = (f"{a.model} {a.device} {a.mode} bs{a.batch_size} {a.input_shape}"
+                + (f" (not paired: {a.unpaired})" if a.unpaired else "") + ": ")
         if a.note:
             out.append(head + a.note)
             continue

@@ -75,6 +75,7 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                          "within_noise": bool(low <= 1 <= high) and r["variant"] != base_name,
                          "peak_memory_bytes": r["peak_memory_bytes"],
                          "launch_bound": launch_bound(r), "paired": paired is not None,
+                         "pairing": r["timing_pairing"],
                          # side by side, the load lands on both: it widens the interval
                          "busy": 0.0 if paired is not None else _busy(r, b),
                          "first_step_s": r["timing_first_step_s"], "latency_s": r["latency_s"],
@@ -151,6 +152,7 @@ class Advice:
     # joule, the pick's (or baseline's) samples per joule).
     efficient: tuple[str, float, float] | None = None
     why_slow: str | None = None       # what in the machine makes a slower variant slow
+    unpaired: str | None = None       # why its variants were not timed side by side
     note: str | None = None
 
     def __getattr__(self, name: str):
@@ -215,8 +217,22 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
         if not a.note:
             a.efficient = _most_efficient(g[g["busy"] <= BUSY_CORES], a.pick or a.baseline)
             a.why_slow = _why_slow(a, g)
+        a.unpaired = _unpaired(g)
         out.append(a)
     return out
+
+
+def _unpaired(group: pd.DataFrame) -> str | None:
+    """Why a group's variants were not timed side by side (their records say), or, for a
+    launch-bound group, why pairing would not help; None when they were paired."""
+    if group["launch_bound"].any():
+        return "launch-bound: pairing cannot help a ranking of launch noise"
+    if group["paired"].any() or len(group) < 2 and not group["pairing"].notna().any():
+        return None
+    said = [p.split(":", 1)[1].strip() for p in group["pairing"].dropna()
+            if str(p).startswith("unpaired:")]
+    return said[0] if said else ("one variant only" if len(group) < 2 else
+                                 "timed apart (an older run, or --unpaired)")
 
 
 # CPU ISA features with native bf16 arithmetic (x86 AVX-512 BF16 or AMX; Arm's BF16).
