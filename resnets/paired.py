@@ -190,7 +190,7 @@ class Side:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def close(self, grace_s: float = 5.0) -> None:
+    def close(self, grace_s: float = 1.0) -> None:
         """End of input ends an idle worker at once; one still busy (stuck in a case) is
         killed after ``grace_s``, so a SIGTERM to the gate stops it within seconds."""
         if self.proc is None:

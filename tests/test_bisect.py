@@ -454,10 +454,10 @@ def small_repo(tmp_path_factory):
 
 @pytest.mark.parametrize("args, message", [
     (["--good", "main~2"], "give --good and --bad"),
-    (["--good=--upload-pack=x", "--bad", "main"], "not a ref name"),
+    (["--good=--upload-pack=x", "--bad", "main"], "a git revision does not start with '-'"),
     (["--good", "main..side", "--bad", "main"], "not a ref name"),
     (["--good", "main@{1}", "--bad", "main"], "not a ref name"),
-    (["--good", "main~2", "--bad", "nope"], "--bad 'nope': no such commit"),
+    (["--good", "main~2", "--bad", "nope"], "--bad 'nope': git rev-parse: fatal"),
     (["--good", "main", "--bad", "main~2"], "is not an ancestor of"),
     (["--good", "side", "--bad", "main"], "is not an ancestor of"),
     (["--good", "main", "--bad", "main"], "the range holds no commit"),
