@@ -5,12 +5,13 @@
 
 Builds every variant of ``--variants`` for one model, batch and input (the engine's
 ``CaseRun``: eager, an AOTInductor package, int8 compiled or packaged, each built and
-warmed up as a timed case is), then times them in blocks of ``--block-s`` seconds, in a
-rotating order, for ``--rounds`` rounds, so load from other work lands on every variant
-alike rather than on whichever ran while it lasted. Each variant's record (the memory
-pass and FLOP count after all timing) is written as a case file under ``-o DIR``, with
-the cores other work kept busy during its own blocks (``timing.other_cores``), for
-``resnets report`` and ``resnets advise``.
+warmed up as a timed case is), then times them in blocks of ``--block-s`` seconds, the
+order rotating each round and reversed every other, for ``--rounds`` rounds, so load from
+other work lands on every variant alike rather than on whichever ran while it lasted.
+Each variant's record (the memory pass and FLOP count after all timing) is written as a
+case file under ``-o DIR``, with the cores other work kept busy during its own blocks
+(``timing.other_cores``) and one ``pair`` id for the group, for ``resnets report`` and
+``resnets advise``.
 """
 import argparse
 import contextlib
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
             runs.append(run)
             load[case.id] = [0.0, 0.0, 0.0]  # other core-seconds, steal, wall
         for i in range(args.rounds):
-            for run in runs[i % len(runs):] + runs[:i % len(runs)]:
+            order = runs[i % len(runs):] + runs[:i % len(runs)]
+            for run in order if i % 2 == 0 else order[::-1]:
                 cpu0, snap = run._cpu_s, Snapshot.now()
                 run.block(args.block_s, min_steps=3)
                 end = Snapshot.now()
@@ -68,13 +70,15 @@ def main(argv=None) -> int:
                 acc[0] += (others or 0.0) * wall
                 acc[1] += (steal or 0.0) * wall
                 acc[2] += wall
-        pairing = (f"interleaved with {len(runs) - 1} other variants in one process: "
-                   f"{args.rounds} rounds of one {args.block_s:g} s block each, in rotating "
-                   "order (bench/deploy.py)")
+        pairing = (f"side by side with {len(runs) - 1} other variants in one process: "
+                   f"{args.rounds} rounds of one {args.block_s:g} s block each, the order "
+                   "rotating each round and reversed every other (bench/deploy.py)")
+        group = f"deploy-{store.utc_stamp()}"
         for run in runs:
             others, steal, wall = load[run.case.id]
             record = run.finish(pairing=pairing, other_cores=others / wall,
                                 steal_cores=steal / wall)
+            record.pair = group  # timed side by side: one pair id for the group
             store.write_case(args.out, store.benchmark_entry(record), {}, {})
             print(f"{run.case.id}: {record.samples_per_s:.2f} samples/s over "
                   f"{len(record.samples)} steps, other work {others / wall:.2f} cores",
