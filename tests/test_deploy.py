@@ -83,6 +83,18 @@ def test_int8_is_quantized_calibrated_compiled_and_timed(int8):
     assert r.attainable_flops_per_s > 0 and "int8" in r.attainable_method
 
 
+def test_int8_quantizes_a_residual_network():
+    """Every ResNet block calls its ReLU twice; torchao 0.18 refuses that on torch 2.14's
+    export unless each call is named apart (``deploy.name_each_call``)."""
+    torch.manual_seed(0)
+    model = models.create("resnet20").eval()
+    x = torch.randn(2, 3, 32, 32)
+    q = deploy.quantize(model, x, [x])
+    ops = [str(n.target) for n in q.graph.nodes]
+    assert sum("quantize_per_tensor" in op for op in ops) > 20  # every conv's input
+    assert (q(x) - model(x)).abs().max() < 0.2 * model(x).abs().max()
+
+
 def test_skip_reasons_say_why_pytorch_cannot():
     def why(**kw):
         return Case(**{**LENET, **kw}).unsupported_reason() or ""

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
                                             "dataset": args.dataset, "iters": args.iters})
     table = accuracy.write(out, doc)
     print(markdown_table(table))
-    for form, why in skipped:
-        print(f"not evaluated: {form}: {why}")
+    for model, form, why in skipped:
+        print(f"not evaluated: {model} {form}: {why}")
     print(f"\naccuracy table: {out / 'accuracy.json'}")
     return 0

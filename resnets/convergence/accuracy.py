@@ -141,9 +141,10 @@ def calibration_set(ds, seed: int, n: int = CALIBRATION_BATCHES, batch: int = EV
 
 def evaluate(model, model_name: str, ds, seed: int, forms: Iterable[str] = FORMS, *,
              dataset: str, iters: int, skipped: list | None = None) -> list[dict]:
-    """One row per form of ``forms`` that can run here (others go to ``skipped`` as
-    (form, why)) for ``model`` (registered as ``model_name``), trained for ``iters``;
-    fp32 is always evaluated, as the reference."""
+    """One row per form of ``forms`` that can run here for ``model`` (registered as
+    ``model_name``), trained for ``iters``; fp32 is always evaluated, as the reference.
+    A form that cannot run here, or fails to build or run (a quantizer that refuses the
+    model, say), goes to ``skipped`` as (model, form, why), and the others go on."""
     from ..measure.workload import math_mode, runtime_skip_reason
 
     shape = tuple(ds.test_x.shape[1:])
@@ -153,12 +154,18 @@ def evaluate(model, model_name: str, ds, seed: int, forms: Iterable[str] = FORMS
     for form in ["fp32", *(f for f in forms if f != "fp32")]:
         case = form_case(model_name, shape, form)
         why = runtime_skip_reason(case)
+        if not why:
+            try:
+                with math_mode(case):
+                    preds = predict(runner_for(model, case, calibration), ds.test_x, case)
+            except Exception as exc:
+                if form == "fp32":
+                    raise
+                why = f"failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
         if why:
             if skipped is not None:
-                skipped.append((form, why))
+                skipped.append((model_name, form, why))
             continue
-        with math_mode(case):
-            preds = predict(runner_for(model, case, calibration), ds.test_x, case)
         if reference is None:
             reference = preds
         n = len(ds.test_y)
@@ -206,7 +213,7 @@ def document(rows: list[dict], skipped: list, settings: dict) -> dict:
         torchao_version = None
     env = environment()
     return {"format": FORMAT, "version": VERSION, "rows": rows,
-            "skipped": [{"form": f, "why": w} for f, w in skipped],
+            "skipped": [{"model": m, "form": f, "why": w} for m, f, w in skipped],
             "settings": {**settings, "eval_batch": EVAL_BATCH,
                          "calibration_batches": CALIBRATION_BATCHES},
             "env": {"torch": env.get("torch"), "torchao": torchao_version,

@@ -19,6 +19,7 @@ quantization (``int8``), built the way PyTorch documents each, for the speed ste
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import platform
 import tempfile
@@ -95,12 +96,34 @@ def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torc
     model.eval()
     with torch.no_grad():
         graph = torch.export.export(model, (example,)).module()
+        name_each_call(graph)
         prepared = prepare_pt2e(graph, _quantizer())
         for batch in calibration:
             prepared(batch)
         converted = convert_pt2e(prepared)
     move_exported_model_to_eval(converted)
     return converted
+
+
+def name_each_call(graph: torch.fx.GraphModule) -> None:
+    """Give each call of a torch.nn leaf module its own source partition, as dynamo's
+    ``source_fn_stack`` did. torch 2.14's export records none, so the quantizer's
+    partitions fall back to the module's path, which merges the two calls of a module
+    used twice (every ResNet block's ReLU, torchvision's too) into one partition with two
+    outputs, and X86InductorQuantizer refuses the model ("Input partition has more than
+    one output node", torchao 0.18). The module stack's innermost key is per call
+    (``layer1.0.relu@1``), so it names the partition."""
+    for node in graph.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if node.op != "call_function" or not stack or node.meta.get("source_fn_stack"):
+            continue
+        key, (_, cls) = list(stack.items())[-1]
+        if isinstance(cls, str):
+            where, _, name = cls.rpartition(".")
+            cls = getattr(importlib.import_module(where), name, None) if where else None
+        if isinstance(cls, type) and issubclass(cls, nn.Module) \
+                and cls.__module__.startswith("torch.nn."):
+            node.meta["source_fn_stack"] = [(key, cls)]
 
 
 class Autocast(nn.Module):
