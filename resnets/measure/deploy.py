@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import platform
 import tempfile
@@ -54,8 +55,15 @@ def int8_skip_reason() -> str | None:
 
 
 def _quantizer():
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-
+    # torchao 0.18 registers an Enum with torch's pytree at import, and torch 2.14 logs a
+    # deprecation warning for it on every import: a note to torchao, not to our users.
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+    finally:
+        pytree_log.setLevel(level)
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
     return quantizer
@@ -90,6 +98,7 @@ def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torc
     """The eval-mode ``model`` quantized to int8 by PT2E (module doc), calibrated on
     ``calibration`` (batches shaped like ``example``). Runs eagerly as simulated
     quantization; compile it (``freezing`` on) for the int8 kernels."""
+    quantizer = _quantizer()  # first: it imports torchao quietly
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -97,7 +106,7 @@ def quantize(model: nn.Module, example: torch.Tensor, calibration: Iterable[torc
     with torch.no_grad():
         graph = torch.export.export(model, (example,)).module()
         name_each_call(graph)
-        prepared = prepare_pt2e(graph, _quantizer())
+        prepared = prepare_pt2e(graph, quantizer)
         for batch in calibration:
             prepared(batch)
         converted = convert_pt2e(prepared)
