@@ -250,7 +250,7 @@ def test_nothing_more_than_the_allowed_drop_below_fp32_is_recommended(tmp_path):
     a = _advice(tmp_path, {"int8": -2.5, "bf16": -0.1})
     assert a.pick == "contiguous-bf16-eager" and "-0.10 points" in a.accuracy
     assert [h[0] for h in a.held] == ["contiguous-int8-compile"]
-    assert "more than 1 points below fp32" in a.held[0][4]
+    assert "more than 1 point below fp32" in a.held[0][4]
     looser = _advice(tmp_path, {"int8": -2.5, "bf16": -0.1}, max_drop=3.0)
     assert looser.pick == "contiguous-int8-compile"
     strict = _advice(tmp_path, {"int8": -2.5, "bf16": -1.5})

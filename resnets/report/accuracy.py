@@ -42,6 +42,11 @@ ROW_FIELDS = {"model": str, "dataset": str, "seed": int, "form": str, "variant":
 SHARES = ("test_acc", "agreement")
 
 
+def points(value: float) -> str:
+    """``1 point``, ``0.5 points``."""
+    return f"{value:g} point{'' if value == 1 else 's'}"
+
+
 def form_of(precision: str, compile: str) -> str:
     """The accuracy form a speed variant's numerics are those of."""
     if precision == REFERENCE and compile == "export-aoti":
@@ -150,7 +155,7 @@ def verdict(model: str, precision: str, compile: str, known: dict[tuple[str, str
                            f"accuracy); a quantized variant is not recommended unmeasured")
         return True, None
     if cost.delta_points < -max_drop:
-        return False, f"{cost.text()}: more than {max_drop:g} points below fp32"
+        return False, f"{cost.text()}: more than {points(max_drop)} below fp32"
     return True, cost.text()
 
 

@@ -26,7 +26,7 @@ from ..store import atomic_write, atomic_write_text
 from ..text import csv_frame
 from . import plots as _plots
 from . import tables as _tables
-from .accuracy import DEFAULT_MAX_DROP, accuracy_table, beside
+from .accuracy import DEFAULT_MAX_DROP, accuracy_table, beside, points
 from .advice import advice_rows, advise, headline_rows, speedups
 from .findings import findings_table
 from .frame import DEVICE_BASELINES, speed, with_levels
@@ -86,7 +86,7 @@ def table_sections(df: pd.DataFrame, baseline: str | None,
          "autocast, int8 (PT2E post-training quantization, calibrated on training batches, "
          "through Inductor) and the AOTInductor package; test accuracy (median over seeds), "
          "its change from fp32 in percentage points and the top-1 agreement with fp32's "
-         f"predictions. \"What to use\" recommends nothing more than {max_drop:g} points "
+         f"predictions. \"What to use\" recommends nothing more than {points(max_drop)} "
          "below fp32, nor an int8 variant of a model whose accuracy was not measured.", None),
         ("models", "Models", t.models_table(df, baseline), "no successful speed case",
          "Size and work per sample (forward FLOPs counted by torch, 2 per multiply-add), "
