@@ -28,11 +28,16 @@ DEVICES = ("cpu", "cuda")
 FORMATS = ("contiguous", "channels_last")
 # fp32: strict (TF32 off everywhere); default: PyTorch's own default numerics (fp32
 # tensors; on CUDA, cuDNN convolutions may use TF32, matmuls do not); tf32: TF32 for
-# both; bf16/fp16: autocast.
-PRECISIONS = ("fp32", "default", "tf32", "bf16", "fp16")
+# both; bf16/fp16: autocast; int8: PT2E post-training quantization (X86InductorQuantizer,
+# calibrated on seeded batches) run through Inductor (measure/workload.py: quantize).
+PRECISIONS = ("fp32", "default", "tf32", "bf16", "fp16", "int8")
 # eager; torch.compile in its default mode, with CUDA graphs (reduce-overhead) or with
-# autotuning (max-autotune); eager capture into CUDA graphs (cudagraph).
-COMPILES = ("eager", "compile", "compile-reduce-overhead", "compile-max-autotune", "cudagraph")
+# autotuning (max-autotune); eager capture into CUDA graphs (cudagraph); an ahead-of-time
+# package (export-aoti: torch.export, AOTInductor's .pt2, loaded with aoti_load_package).
+COMPILES = ("eager", "compile", "compile-reduce-overhead", "compile-max-autotune", "cudagraph",
+            "export-aoti")
+# The compile variants whose code Inductor generates (each starts from a cold cache).
+INDUCTOR = ("compile", "compile-reduce-overhead", "compile-max-autotune", "export-aoti")
 # How data parallelism is run (resnets.measure.distributed): none (one process, no
 # launcher), ddp or fsdp (full shard) under torchrun, one process per device.
 STRATEGIES = ("none", "ddp", "fsdp")
@@ -137,6 +142,22 @@ def _precision_rule(c) -> str | None:
                 "case measures them")
     if c.device == "cpu" and c.precision == "fp16":
         return "fp16 autocast is not benchmarked on CPU (no fast fp16 kernels); use bf16"
+    if c.precision == "int8":
+        return _int8_rule(c)
+    return None
+
+
+def _int8_rule(c) -> str | None:
+    if c.mode == "train":
+        return ("int8 is post-training quantization of an inference graph (PT2E); training "
+                "in int8 (quantization-aware training) is another method, not measured here")
+    if c.device == "cuda":
+        return ("int8 here is PT2E with X86InductorQuantizer, whose quantized convolutions "
+                "Inductor lowers to x86 CPU (oneDNN) kernels; it has no CUDA lowering")
+    if c.compile not in INDUCTOR:
+        return ("a PT2E int8 graph becomes int8 kernels only through Inductor (compile or "
+                "export-aoti); run eagerly it is fp32 arithmetic between quantize and "
+                "dequantize ops, which measures nothing anyone ships")
     return None
 
 
@@ -149,6 +170,10 @@ def _compile_rule(c) -> str | None:
     if c.compile == "cudagraph" and c.input == "real":
         return ("cudagraph replays fixed input buffers, and a DataLoader hands over new "
                 "tensors each step")
+    if c.compile == "export-aoti" and c.mode == "train":
+        return ("export-aoti packages an inference graph: torch.export captures no optimizer "
+                "step, and AOTInductor compiles no backward (aoti_compile_and_package takes "
+                "a forward-only ExportedProgram)")
     return None
 
 
@@ -158,6 +183,9 @@ def _strategy_rule(c) -> str | None:
                 "collectives needs PyTorch's separate recipe (DDP built on a side stream, "
                 "11 eager iterations first, no async error handling), not set up here; "
                 "compile-reduce-overhead is the data-parallel way to CUDA graphs")
+    if c.strategy != "none" and (c.compile == "export-aoti" or c.precision == "int8"):
+        return ("an exported package or a quantized graph is one process's inference "
+                "artifact; DDP and FSDP wrap a module that trains")
     if c.strategy == "fsdp" and c.memory_format == "channels_last":
         return ("FSDP (fully_shard) refuses non-contiguous parameters, and channels-last "
                 "convolution weights are not contiguous (torch 2.14)")

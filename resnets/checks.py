@@ -120,6 +120,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def points(text: str) -> float:
+    """Percentage points of accuracy, 0 to 100 (``1`` is one point: 91% -> 90%)."""
+    value = finite(text)
+    if not 0 <= value <= 100:
+        raise Invalid(f"must be between 0 and 100 percentage points, not {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A probability-like number in (0, 1)."""
     value = finite(text)

@@ -39,6 +39,7 @@ from .checks import (  # noqa: F401  (the checks, for every option's type)
     non_negative_share,
     one_of,
     path,
+    points,
     positive_float,
     positive_int,
     positive_ints,
@@ -261,4 +262,19 @@ GATE = [
     Option("threshold", "smallest change that counts: 5%% or 0.05 (default 5%%)", share,
            0.05, metavar="F"),
     Option("alpha", "significance level (default 0.01)", fraction, 0.01, metavar="A"),
+]
+
+
+# `resnets report` and `resnets advise` read the accuracy cost of what users ship
+# (``resnets accuracy``'s tables; ``report.accuracy``): the forms it evaluates, fp32 the
+# reference, and how far below fp32 a recommendation may fall.
+ACCURACY_FORMS = ("fp32", "bf16", "int8", "export-aoti")
+MAX_ACCURACY_DROP = 1.0
+ACCURACY = [
+    Option("accuracy", "accuracy tables (resnets accuracy's accuracy.json, or its folder); "
+           "repeatable; a RESULTS folder holding accuracy.json is read anyway",
+           metavar="FILE|DIR", kwargs={"action": "append"}),
+    Option("max_accuracy_drop", "recommend nothing whose measured test accuracy is more than "
+           f"this many percentage points below fp32 (default {MAX_ACCURACY_DROP:g})", points,
+           MAX_ACCURACY_DROP, metavar="POINTS"),
 ]

@@ -34,12 +34,14 @@ from .presets import Trial
 # device (H100-class GPU, 2-core AVX2 CPU), and what else a case costs, in seconds.
 NOMINAL_PEAK = {("cuda", "fp32"): 67e12, ("cuda", "default"): 495e12, ("cuda", "tf32"): 495e12,
                 ("cuda", "bf16"): 989e12, ("cuda", "fp16"): 989e12, ("cpu", "fp32"): 300e9,
-                ("cpu", "bf16"): 300e9}
+                ("cpu", "bf16"): 300e9, ("cpu", "int8"): 600e9}
 COST = {
     "efficiency": {"cuda": 0.3, "cpu": 0.35},     # of the nominal peak, for big steps
     "per_layer_s": {"cuda": 12e-6, "cpu": 40e-6},  # launch/dispatch per leaf layer call
     "cold_s": {"cuda": 1.0, "cpu": 0.05},          # first step: cuDNN autotuning, caches
     "compile_s": {"cuda": 30.0, "cpu": 45.0},      # torch.compile (x1.5 for training)
+    "package_s": {"cuda": 60.0, "cpu": 90.0},      # torch.export + AOTInductor package
+    "quantize_s": 10.0,                            # int8 (CPU): PT2E calibrate, convert
     "case_overhead_s": 0.4,                        # FLOP count, result file, pytest
     "run_overhead_s": 15.0,                        # interpreter, imports, the report
 }
@@ -77,6 +79,10 @@ def model_seconds(case: Case, budget_s: float, min_rounds: int, warmup_s: float)
     cold = COST["cold_s"][case.device]
     if case.compile == "compile":
         cold += COST["compile_s"][case.device] * (1.5 if case.mode == "train" else 1.0)
+    if case.compile == "export-aoti":
+        cold += COST["package_s"][case.device]
+    if case.precision == "int8":
+        cold += COST["quantize_s"]
     timed = min(budget_s, max(min_rounds, TIMED_STEPS) * step)
     memory = step * (3 if case.device == "cpu" else 1)
     return cold + max(warmup_s, 3 * step) + timed + memory + COST["case_overhead_s"]

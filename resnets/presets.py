@@ -23,7 +23,13 @@ from .schema import trial_id
 # default (TF32) baselines and the variants people ship (channels-last bf16/fp16), and
 # torch.compile where it matters most. A preset lists either the product of
 # ``memory_formats x precisions x compile`` or explicit ``variants``, and ``compiled``
-# adds (memory format, precision) variants under torch.compile for some models.
+# adds (memory format, precision) variants under torch.compile for some models;
+# ``deploy`` adds whole variants to some models' inference cases where they can run.
+# What users ship (measure.deploy), added to a preset's inference cases of some models
+# (its "deploy"), each where it can run: an AOTInductor package in fp32 and in
+# channels-last bf16, and int8 (CPU only) compiled and packaged.
+DEPLOY = (("contiguous", "fp32", "export-aoti"), ("channels_last", "bf16", "export-aoti"),
+          ("contiguous", "int8", "compile"), ("contiguous", "int8", "export-aoti"))
 PRESETS = {
     "quick": {
         "models": {
@@ -53,8 +59,10 @@ PRESETS = {
             "plain34": ((3, 224, 224), 256), "tv_resnet50": ((3, 224, 224), 128),
         },
         "modes": ("infer", "train"), "devices": ("cuda",),
-        "memory_formats": CHOICES["memory_format"], "precisions": CHOICES["precision"],
+        "memory_formats": CHOICES["memory_format"],
+        "precisions": tuple(q for q in CHOICES["precision"] if q != "int8"),
         "compile": ("eager", "compile"), "budget_s": 10.0,
+        "deploy": {"resnet50": DEPLOY, "resnet18": DEPLOY},
     },
     # The small models that leave a big GPU idle between kernel launches, in every way
     # of cutting launch overhead: eager, each torch.compile mode, eager CUDA graphs.
@@ -152,7 +160,8 @@ class Selection:
         for d in DIMENSIONS.values():
             if d.role == "variant":
                 if d is VARIANTS[0]:  # the variant dimensions together: a preset lists them
-                    rows = [{**r, **v} for r in rows for v in self._variants(model)]
+                    rows = [{**r, **v} for r in rows
+                            for v in self._variants(model) + self._deploy(model, r)]
                 continue
             rows = [{**r, d.name: v} for r in rows for v in
                     (fixed[d.name] if d.name in fixed else self._values(d, r))]
@@ -179,6 +188,17 @@ class Selection:
             raise UserError(f"--global-batch {self.global_batch} does not split over "
                             f"a world size of {row['world_size']}")
         return {**row, "batch_size": self.global_batch // row["world_size"]}
+
+    def _deploy(self, model: str, row: dict) -> list[dict]:
+        """The preset's ``deploy`` variants of ``model`` for an inference ``row``: those
+        the user's filters let through and that can run on the row's device."""
+        listed = PRESETS[self.preset].get("deploy", {}).get(model, ())
+        if row["mode"] != "infer":
+            return []
+        out = [dict(zip(NAMES, v)) for v in listed
+               if all(self.get(d.option) is None or x in self.get(d.option)
+                      for d, x in zip(VARIANTS, v))]
+        return [v for v in out if Case(**{**row, **v}).unsupported_reason() is None]
 
     def _variants(self, model: str) -> list[dict]:
         """The variant dimensions' values of ``model``: the preset's listed variants (each

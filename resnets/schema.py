@@ -140,9 +140,11 @@ class Timing:
     warmup_rounds: int | None = None
     warmup_s: float | None = None
     first_step_s: float | None = None  # the cold first step: lazy init, autotuning, compiling
-    compile_s: float | None = None    # the compiler's own seconds (torch.compile's, measured)
+    compile_s: float | None = None    # the compiler's own seconds (torch.compile's, measured;
+    #                                   export-aoti: torch.export + AOTInductor packaging)
     compile_cache: str | None = None  # whether compilation started from an empty cache
     setup_s: float | None = None      # building the model and data, before any clock
+    quantize_s: float | None = None   # int8: export, calibration and convert (in setup_s)
     wall_s: float | None = None       # wall time of the timed rounds
     case_s: float | None = None       # the whole case: build to record (what plans estimate)
     process_cpu_s: float | None = None
@@ -314,6 +316,10 @@ class SpeedResult(Result):
     energy_window_s: float | None = metric("s", "energy window")
     energy_method: str | None = None
     energy_error: str | None = None
+    # What users ship (measure.deploy): the AOTInductor package's file size (export-aoti),
+    # and how the shipped form was built (export, quantization, packaging).
+    package_bytes: int | None = metric("bytes", "package size", show=True, gate="threshold")
+    deploy_method: str | None = None
     # Paired runs (``resnets gate``): both sides of a pair share ``pair``; ``blocks`` is
     # the number of samples in each block, in the order they alternated with the other side.
     pair: str | None = None

@@ -5,7 +5,10 @@ speed-up over the baseline is statistically supported (its 95% interval, which i
 the run-to-run shift, lies above 1), its memory change and, if compiled, when compiling
 pays off; the variants measured as slower, with how much; "no clear winner" when no
 variant is clearly faster; and for launch-bound GPU cases what helps instead. Never a
-variant whose interval holds the baseline. Needs no torch.
+variant whose interval holds the baseline. With accuracy tables (``resnets accuracy``;
+a run folder's ``accuracy.json`` is read with it), a pick carries its measured accuracy
+change, and nothing is recommended whose accuracy falls more than --max-accuracy-drop
+points below fp32, nor an int8 variant unmeasured. Needs no torch.
 """
 from __future__ import annotations
 
@@ -23,10 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_options(p.add_argument, "--", [options.STRICT])
     p.add_argument("--markdown", type=checks.path, metavar="FILE",
                    help="also write the advice here")
+    options.add_options(p.add_argument, "--", options.ACCURACY)
 
 
 def lines(advice) -> list[str]:
-    from ..report.advice import interval
+    from ..report.advice import interval, package_text
 
     out = []
     for a in advice:
@@ -45,8 +49,12 @@ def lines(advice) -> list[str]:
             if a.compile_cost_s is not None and a.breakeven_steps is not None:
                 extra.append(f"compile {a.compile_cost_s:.0f} s, pays off after "
                              f"{a.breakeven_steps:,.0f} steps")
+            if a.package_s is not None or a.package_bytes is not None:
+                extra.append(package_text(a))
+            extra += [a.accuracy] if a.accuracy else []
             out.append(head + f"use {a.pick}, {interval(a.speedup, a.speedup_low, a.speedup_high)}"
                        f" over {a.baseline}" + (f"; {'; '.join(extra)}" if extra else ""))
+        out += [f"    held back: {v} {interval(s, lo, hi)}: {why}" for v, s, lo, hi, why in a.held]
         out += [f"    slower here: {v} {interval(s, lo, hi)}" for v, s, lo, hi in a.slower]
         if a.why_slow:
             out.append(f"    {a.why_slow}")
@@ -62,13 +70,15 @@ def lines(advice) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..report import load
+    from ..report import accuracy, load
     from ..report.advice import advice_rows, advise
     from ..report.render import markdown_table
     from ..store import atomic_write_text
     from ..text import printable
 
-    advice = advise(load(args.results, strict=args.strict), args.baseline)
+    df = load(args.results, strict=args.strict)
+    advice = advise(df, args.baseline, accuracy.beside(df, args.accuracy),
+                    args.max_accuracy_drop)
     if not advice:
         raise UserError("no speed case with a baseline to compare against "
                         "(name one with --baseline)")

@@ -9,6 +9,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from .. import models
     from ..errors import UserError
     from ..text import text_table
@@ -20,7 +22,8 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         s = models.spec(name)
-        params = sum(p.numel() for p in models.create(name).parameters())
+        with torch.device("meta"):  # shapes only: counting needs no weights
+            params = sum(p.numel() for p in models.create(name).parameters())
         rows.append((name, s.family, f"{params:,}", "x".join(map(str, s.input_shape)),
                      s.torchvision or "-"))
     print(text_table(("name", "family", "params", "input", "torchvision"), rows,

@@ -2,7 +2,8 @@
 
 RESULTS are pytest-benchmark JSON files, run folders (reports/<run-id>/), folders of JSON
 such as .benchmarks/, or globs; several runs add a trend plot. A damaged case file inside
-a folder is skipped with a warning and counted (--strict refuses instead). Needs no torch.
+a folder is skipped with a warning and counted (--strict refuses instead). Accuracy tables
+(``resnets accuracy``) come from --accuracy and from the run folders. Needs no torch.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", metavar="VARIANT",
                    help="variant the speed-ups divide by (default contiguous-fp32-eager), "
                         "e.g. channels_last-fp32-eager")
-    options.add_options(p.add_argument, "--", [options.STRICT])
+    options.add_options(p.add_argument, "--", [options.STRICT, *options.ACCURACY])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,7 +33,8 @@ def main(args: argparse.Namespace) -> int:
     writable(out)
     try:
         with runlock.if_run(out):  # into a run folder: never while a run writes it
-            write_report(args.results, out, args.baseline, strict=args.strict)
+            write_report(args.results, out, args.baseline, strict=args.strict,
+                         accuracy=args.accuracy or (), max_drop=args.max_accuracy_drop)
     except OSError as exc:  # reading is checked by the loader; this is the output folder
         raise UserError(f"{exc.filename or out}: cannot write the report there "
                         f"({exc.strerror or exc})") from None

@@ -80,16 +80,21 @@ def _probe(device: str, precision: str) -> dict:
     case = Case("probe", device=device, precision=precision)
     # Operands already in the compute dtype: under autocast the fp32->bf16 casts of the
     # operands would be timed too and understate the peak.
-    dtype = AUTOCAST_DTYPES.get(precision, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    # int8: an int8 x int8 -> int32 matmul (torch._int_mm), operations counted as FLOPs.
+    dtype = torch.int8 if precision == "int8" else AUTOCAST_DTYPES.get(precision, torch.float32)
+    if dtype is torch.int8:
+        a, b = (torch.randint(-128, 128, (n, n), device=device, dtype=dtype) for _ in "ab")
+        matmul = torch._int_mm
+    else:
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in "ab")
+        matmul = torch.matmul
     sync = synchronizer(device)
     best = float("inf")
     with math_mode(case):
         for i in range(reps + 2):
             sync()
             t0 = time.perf_counter()
-            a @ b
+            matmul(a, b)
             sync()
             if i >= 2:  # two warm-ups
                 best = min(best, time.perf_counter() - t0)

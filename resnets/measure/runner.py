@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..case import Case
+from ..case import INDUCTOR, Case
 from ..outcome import Outcome
 from ..schema import Env, SpeedResult, Status, Timing
 from ..stats import Measurement
@@ -146,7 +146,7 @@ class CaseRun:
         self.started = time.perf_counter()
         self.settings.apply()
         self._cache = (self._stack.enter_context(compile_cache_folder())
-                       if self.case.compile.startswith("compile") else None)
+                       if self.case.compile in INDUCTOR else None)
         self._stack.callback(release_memory)
         try:
             t0 = time.perf_counter()
@@ -158,6 +158,8 @@ class CaseRun:
             self._stack.close()
             raise
         self._stack.callback(self.__dict__.pop, "work", None)
+        if self.work.deployed is not None:  # export-aoti: packaging is its compile
+            self.compile_s = self.work.deployed.compile_s
         self.feed = None
         if self.case.input == "real":  # the step pulls its batch from a DataLoader first
             from .pipeline import Feed
@@ -303,6 +305,7 @@ STEP = {"infer": "inference_mode forward",
 def _record(run: CaseRun, env: dict, memory: dict, flops: dict, peak: dict, params: int,
             extra_timing: dict) -> SpeedResult:
     case, timed = run.case, run.timed
+    shipped = run.work.deployed
     m = Measurement(tuple(run.samples))
     flops_step = flops.get("flops_step")
     achieved = flops_step / m.median if flops_step else None  # per device
@@ -324,7 +327,8 @@ def _record(run: CaseRun, env: dict, memory: dict, flops: dict, peak: dict, para
         stop_reason="paired blocks" if paired else timed.stop_reason,
         warmup_rounds=timed.warmup_rounds, warmup_s=timed.warmup_s,
         first_step_s=timed.first_step_s, compile_s=run.compile_s,
-        compile_cache=(COLD_CACHE if case.compile.startswith("compile") else None),
+        compile_cache=(COLD_CACHE if case.compile in INDUCTOR else None),
+        quantize_s=shipped.quantize_s if shipped else None,
         setup_s=run.setup_s, wall_s=wall,
         # Contention check: a CPU case that used far fewer cores than its threads, or ran
         # while other work kept cores busy, shared the machine.
@@ -339,7 +343,9 @@ def _record(run: CaseRun, env: dict, memory: dict, flops: dict, peak: dict, para
         samples_per_s=case.world_size * case.batch_size / m.median,
         latency_s=m.median, **memory, **flops, achieved_flops_per_s=achieved, **peak,
         utilization=achieved / attainable if achieved and attainable else None,
-        blocks=run.blocks or None, **parallel)
+        blocks=run.blocks or None, **parallel,
+        package_bytes=shipped.package_bytes if shipped else None,
+        deploy_method=(shipped.method or None) if shipped else None)
 
 
 def release_memory() -> None:

@@ -4,7 +4,9 @@ The timed region is exactly one step. Inference: ``eval()`` + ``torch.inference_
 forward. Training: ``zero_grad(set_to_none=True)`` + forward + cross-entropy + backward +
 SGD-with-momentum step (with a ``GradScaler`` for fp16). Precision is applied the way a
 user would: ``torch.autocast`` for bf16/fp16, the TF32 switches for tf32 (and both TF32
-switches forced *off* for fp32, so fp32 on CUDA really is fp32).
+switches forced *off* for fp32, so fp32 on CUDA really is fp32), PT2E quantization for
+int8. What users ship (an AOTInductor package, an int8 graph) is built by ``deploy``
+before the step is timed.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from torch import nn
 from .. import models
 from ..case import Case
 from ..errors import UserError
+from .deploy import Deployed, calibration_batches, deploy, freezing, int8_skip_reason
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -31,6 +34,8 @@ def runtime_skip_reason(case: Case) -> str | None:
         return reason
     if case.model not in models.names():
         return f"unknown model {case.model!r}"
+    if case.precision == "int8" and (why := int8_skip_reason()) is not None:
+        return why
     if case.device == "cuda":
         if not torch.cuda.is_available():
             return "CUDA is not available (torch.cuda.is_available() is False)"
@@ -47,13 +52,18 @@ TF32_SWITCHES = {"tf32": (True, True), "default": (False, True)}
 
 @contextlib.contextmanager
 def math_mode(case: Case):
-    """Set the TF32 switches for the case and restore them afterwards."""
+    """Set the TF32 switches for the case (and, for int8, Inductor's freezing, without
+    which its quantized weights are not packed into int8 kernels) and restore them
+    afterwards."""
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     matmul, cudnn = TF32_SWITCHES.get(case.precision, (False, False))
     torch.backends.cuda.matmul.allow_tf32 = matmul
     torch.backends.cudnn.allow_tf32 = cudnn
     try:
-        yield
+        with contextlib.ExitStack() as stack:
+            if case.precision == "int8":
+                stack.enter_context(freezing())
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
@@ -96,6 +106,7 @@ class Workload:
     scaler: torch.amp.GradScaler | None = None
     step: Callable[[], None] = field(init=False)
     output: torch.Tensor | None = None   # a captured inference graph's static output
+    deployed: Deployed | None = None     # export-aoti / int8: how the runner was built
 
     def __post_init__(self):
         self.step = self._train_step if self.case.mode == "train" else self._infer_step
@@ -300,6 +311,11 @@ def build(case: Case, seed: int = 0, wrap: Callable[[nn.Module], nn.Module] | No
     optimizer = scaler = None
     if case.mode == "train":
         optimizer, scaler = make_optimizer(case, module)
+    if case.compile == "export-aoti" or case.precision == "int8":
+        shipped = deploy(model, inputs, case.compile, case.precision,
+                         calibration_batches(inputs, seed), "seeded N(0, 1) inputs",
+                         lambda m: compiled(case, m))
+        return Workload(case, model, shipped.runner, inputs, targets, deployed=shipped)
     work = Workload(case, model, compiled(case, module), inputs, targets, optimizer, scaler)
     if case.compile == "cudagraph":
         work.step = capture(work)

@@ -358,7 +358,8 @@ def _op_rows(prof: profile, case: Case, steps: int, step_ms: float) -> list[dict
 def _method(case: Case, steps: int) -> str:
     clock = ("CUDA kernel time launched inside each range (shares are of the GPU's busy "
              "time per step)" if case.device == "cuda" else "CPU wall time of each range")
-    layers = ("no layer times: torch.compile fuses across modules" if case.compile == "compile"
+    layers = (f"no layer times: a {case.compile} step runs no module's forward in Python "
+              "(a compiled, exported or captured graph)" if case.compile != "eager"
               else "layer time = record_function range per module call (forward hooks), "
               "children included" + ("; backward time attributed to the modules whose "
                                      "forward created each autograd node (sequence numbers)"

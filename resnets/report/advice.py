@@ -20,6 +20,14 @@ formats differ by launch noise, and the advice says what helps instead. A varian
 measured while other work kept more than half a core busy (``timing.other_cores``) is
 neither picked nor called slower: on 2 cores, a second busy process can slow a 2-thread
 step 50-fold, and no interval tells that from the code; the advice names it for a rerun.
+
+What users ship has two costs an interval of speed does not show. An ``export-aoti``
+pick carries its build (``timing.compile_s``: export + packaging, paid once, offline)
+and its package's size. Accuracy (``report.accuracy``, from ``resnets accuracy``): a
+variant whose measured accuracy falls more than ``max_drop`` points below fp32 for the
+model is never picked, nor is an int8 variant whose accuracy was not measured for it;
+both are named with why ("held back"); a pick whose accuracy was measured carries the
+change.
 """
 from __future__ import annotations
 
@@ -33,6 +41,8 @@ from ..compare.noise import BUSY_CORES
 from ..errors import UserError
 from ..schema import SAMPLES
 from ..stats import log_interval
+from ..text import nbytes
+from .accuracy import DEFAULT_MAX_DROP, costs, verdict
 from .frame import ROW_KEYS, baseline_for, shown, sort_rows, speed, variant_order
 
 # Without a measured GPU-busy share: a CUDA case this far below its attainable FLOP/s is
@@ -79,6 +89,8 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                          # side by side, the load lands on both: it widens the interval
                          "busy": 0.0 if paired is not None else _busy(r, b),
                          "first_step_s": r["timing_first_step_s"], "latency_s": r["latency_s"],
+                         "compile_s": r["timing_compile_s"],
+                         "package_bytes": r["package_bytes"],
                          "samples_per_j": r["samples_per_s_per_watt"],
                          "cpu_capability": r["env_cpu_capability"], "cpu_flags": r["env_cpu_flags"],
                          "memory_format": r["memory_format"], "precision": r["precision"],
@@ -145,6 +157,11 @@ class Advice:
     memory_ratio: float | None = None  # pick's peak memory / baseline's
     compile_cost_s: float | None = None   # once: the compiled case's first step, compiling included
     breakeven_steps: float | None = None  # steps until compiling pays off (inf: never)
+    package_s: float | None = None        # export-aoti: export + packaging, once, offline
+    package_bytes: float | None = None
+    accuracy: str | None = None           # the pick's measured accuracy change (report.accuracy)
+    # Faster, but not recommended for their accuracy: (variant, speed-up, low, high, why).
+    held: list[tuple[str, float, float, float, str]] = field(default_factory=list)
     slower: list[tuple[str, float, float, float]] = field(default_factory=list)
     unclear: list[str] = field(default_factory=list)  # faster or slower within noise
     loaded: list[str] = field(default_factory=list)   # measured under load: not judged
@@ -173,9 +190,14 @@ class Advice:
         return f"use {self.pick}"
 
 
-def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
-    """The advice for every model, device, mode, batch and input (see the module doc)."""
+def advise(df: pd.DataFrame, baseline: str | None = None, accuracy: pd.DataFrame | None = None,
+           max_drop: float = DEFAULT_MAX_DROP) -> list[Advice]:
+    """The advice for every model, device, mode, batch and input (see the module doc);
+    ``accuracy`` is ``report.accuracy.load``'s frame, ``max_drop`` in points."""
+    if not (math.isfinite(max_drop) and max_drop >= 0):
+        raise UserError(f"the largest accuracy drop must be >= 0 points, not {max_drop}")
     table = speedups(df, baseline)
+    known = costs(accuracy)
     out = []
     if table.empty:
         return out
@@ -187,13 +209,18 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
         loaded = g[g["busy"] > BUSY_CORES]
         others = g[(g["variant"] != a.baseline) & (g["busy"] <= BUSY_CORES)]
         supported = others[others["speedup_low"] > 1]
+        judged = {r.variant: verdict(r.model, r.precision, r.compile, known, max_drop)
+                  for r in supported.itertuples()}
+        a.held = [(r.variant, r.speedup, r.speedup_low, r.speedup_high, judged[r.variant][1])
+                  for r in supported.itertuples() if not judged[r.variant][0]]
+        supported = supported[[judged[v][0] for v in supported["variant"]]]
         a.slower = [(r.variant, r.speedup, r.speedup_low, r.speedup_high)
                     for r in others[others["speedup_high"] < 1].itertuples()]
         a.unclear = list(others[others["within_noise"]]["variant"])
         if g["launch_bound"].any():
-            a.pick, a.note, a.slower = None, LAUNCH_BOUND_ADVICE, []
+            a.pick, a.note, a.slower, a.held = None, LAUNCH_BOUND_ADVICE, [], []
         elif base["busy"] > BUSY_CORES:
-            a.pick, a.slower, a.unclear = None, [], []
+            a.pick, a.slower, a.unclear, a.held = None, [], [], []
             a.note = (f"not judged: the baseline was measured while other work kept "
                       f"{base['busy']:.1f} cores busy; rerun on a quiet machine")
         elif supported.empty:
@@ -212,6 +239,11 @@ def advise(df: pd.DataFrame, baseline: str | None = None) -> list[Advice]:
                 a.memory_ratio = best["peak_memory_bytes"] / base["peak_memory_bytes"]
             if best["compile"] == "compile":
                 a.compile_cost_s, a.breakeven_steps = _breakeven(best, g)
+            if best["compile"] == "export-aoti":
+                a.package_s = best["compile_s"] if _positive(best["compile_s"]) else None
+                a.package_bytes = (best["package_bytes"] if _positive(best["package_bytes"])
+                                   else None)
+            a.accuracy = judged[a.pick][1]
         if len(loaded) and not a.note:
             a.loaded = list(loaded["variant"])
         if not a.note:
@@ -297,6 +329,13 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
                     f"pays off after {a.breakeven_steps:,.0f} steps"
                     if a.breakeven_steps is not None else "")
             extra.append(f"compiling takes {a.compile_cost_s:.0f} s once, {pays}".rstrip(", "))
+        if a.package_s is not None or a.package_bytes is not None:
+            extra.append(package_text(a))
+        if a.accuracy:
+            extra.append(a.accuracy)
+        if a.held:
+            extra.append("held back for accuracy: " + "; ".join(
+                f"{v} {interval(s, lo, hi)}, {why}" for v, s, lo, hi, why in a.held))
         if a.efficient:
             v, best, mine = a.efficient
             extra.append(f"most energy-efficient: {v} ({best:.3g} samples/J against "
@@ -322,3 +361,11 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
                                                 for v, s, lo, hi in a.slower) or "—",
                      "notes": "; ".join(extra) or "—"})
     return shown(pd.DataFrame(rows))
+
+
+def package_text(a: Advice) -> str:
+    """What an export-aoti pick costs before it runs: its build, once, and its file."""
+    parts = ([f"built once in {a.package_s:.0f} s (export + AOTInductor)"]
+             if a.package_s is not None else [])
+    parts += [f"package {nbytes(a.package_bytes)}"] if a.package_bytes is not None else []
+    return ", ".join(parts)

@@ -26,6 +26,7 @@ from ..store import atomic_write, atomic_write_text
 from ..text import csv_frame
 from . import plots as _plots
 from . import tables as _tables
+from .accuracy import DEFAULT_MAX_DROP, accuracy_table, beside, points
 from .advice import advice_rows, advise, speedups
 from .findings import findings_table
 from .frame import DEVICE_BASELINES, speed, with_levels
@@ -35,8 +36,9 @@ from .render import Section, html_page, markdown_page, markdown_table
 # The first screen: the speed-ups drawn, then what to use; the plot is drawn from the same
 # intervals the table states.
 FIRST = ("forest", "advice")
-BEFORE_PLOTS = ("advice", "speedups", "models", "torchvision", "findings", "convergence")
-IN_SUMMARY = ("advice", "findings", "convergence", "missing")
+BEFORE_PLOTS = ("advice", "speedups", "accuracy", "models", "torchvision", "findings",
+                "convergence")
+IN_SUMMARY = ("advice", "accuracy", "findings", "convergence", "missing")
 BASELINE_WHY = ("Baselines: on CUDA, PyTorch's default numerics (contiguous-default-eager: "
                 "fp32 tensors, cuDNN convolutions in TF32, matmuls in fp32), which is what a "
                 "PyTorch user gets without asking; strict fp32 (TF32 off everywhere) is "
@@ -59,10 +61,11 @@ def _baseline_note(df: pd.DataFrame, baseline: str | None) -> str:
 
 
 def table_sections(df: pd.DataFrame, baseline: str | None,
-                   expected: dict | None = None) -> list[Section]:
+                   expected: dict | None = None, accuracy: pd.DataFrame | None = None,
+                   max_drop: float = DEFAULT_MAX_DROP) -> list[Section]:
     """Every table of the report, in order (raises ``UserError`` for an unknown baseline)."""
     t = _tables
-    advice = advise(df, baseline)
+    advice = advise(df, baseline, accuracy, max_drop)
     long = speedups(df, baseline)
     note = _baseline_note(df, baseline)
     specs = [
@@ -79,6 +82,14 @@ def table_sections(df: pd.DataFrame, baseline: str | None,
          "Throughput of each variant divided by its baseline's (column baseline) for the "
          "same model, mode, device, batch and input, in the same run; above 1 is faster. "
          "Each cell: speed-up (95% interval); ≈ marks one within noise. " + note, long),
+        ("accuracy", "Accuracy cost of what users ship", accuracy_table(accuracy),
+         "no accuracy table (resnets accuracy; pass it with --accuracy)",
+         "The same trained weights evaluated as each form a user ships: fp32 eager, bf16 "
+         "autocast, int8 (PT2E post-training quantization, calibrated on training batches, "
+         "through Inductor) and the AOTInductor package; test accuracy (median over seeds), "
+         "its change from fp32 in percentage points and the top-1 agreement with fp32's "
+         f"predictions. \"What to use\" recommends nothing more than {points(max_drop)} "
+         "below fp32, nor an int8 variant of a model whose accuracy was not measured.", None),
         ("models", "Models", t.models_table(df, baseline), "no successful speed case",
          "Size and work per sample (forward FLOPs counted by torch, 2 per multiply-add), "
          "per device and mode the best throughput over variants and batch sizes (95% "
@@ -258,17 +269,20 @@ def _write_parts(out: Path, df: pd.DataFrame, tables, figures) -> None:
             atomic_write(path, lambda tmp, data=s.png: Path(tmp).write_bytes(data))
 
 
-def write_report(paths, out_dir, baseline: str | None = None, strict: bool = False) -> Path:
+def write_report(paths, out_dir, baseline: str | None = None, strict: bool = False,
+                 accuracy=(), max_drop: float = DEFAULT_MAX_DROP) -> Path:
     """Load ``paths`` (files, folders, globs; see ``resnets.results``), write the report
-    into ``out_dir`` and return ``out_dir``. Bad input raises a one-line ``UserError``
-    before anything is written."""
+    into ``out_dir`` and return ``out_dir``. ``accuracy``: accuracy tables beside those
+    in the results' run folders (``report.accuracy``). Bad input raises a one-line
+    ``UserError`` before anything is written."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     df = with_levels(load(paths, strict=strict))
     if df.empty:
         raise ResultsError(f"{', '.join(map(str, paths))}: no resnets results in it "
                            "(an empty 'benchmarks' list)")
     out = Path(out_dir)
-    tables = {s.name: s for s in table_sections(df, baseline, expected_cases(df))}
+    tables = {s.name: s for s in table_sections(df, baseline, expected_cases(df),
+                                                beside(df, accuracy), max_drop)}
     figures = plot_sections(df, baseline)
     _write_parts(out, df, tables.values(), figures)
     head = intro(df, paths, len(tables["missing"].table))

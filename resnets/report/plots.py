@@ -36,7 +36,7 @@ DPI = 200  # twice the screen's: cell labels stay sharp when a reader zooms
 # Okabe-Ito colours (safe for every common colour-vision deficiency): colour = precision,
 # marker = memory format; a hollow marker is a torch.compile'd case.
 PRECISION_COLORS = {"fp32": "#0072B2", "default": "#56B4E9", "tf32": "#009E73",
-                    "bf16": "#E69F00", "fp16": "#D55E00"}
+                    "bf16": "#E69F00", "fp16": "#D55E00", "int8": "#CC79A7"}
 FORMAT_MARKERS = {"contiguous": "o", "channels_last": "s"}
 # Above this many cases the step-time plot shows only the baseline variant's.
 MAX_BOXES = 48
