@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resnets import models, store  # noqa: E402
-from resnets.case import Case  # noqa: E402
-from resnets.measure.group import measure_group  # noqa: E402
-from resnets.measure.runner import Settings  # noqa: E402
-from resnets.measure.timer import TimingPolicy  # noqa: E402
+from resnets import models, store
+from resnets.case import Case
+from resnets.measure.group import measure_group
+from resnets.measure.runner import Settings
+from resnets.measure.timer import TimingPolicy
 
 VARIANTS = ("contiguous-fp32-eager", "channels_last-bf16-eager", "contiguous-int8-compile",
             "contiguous-int8-export-aoti", "contiguous-fp32-export-aoti",
