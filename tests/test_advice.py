@@ -130,3 +130,17 @@ def test_energy_fields_reach_the_per_case_table(tmp_path):
     row = cases_table(load([run])).iloc[0]
     assert row["energy per sample mJ"] == 250.0 and row["net energy per sample mJ"] == 100.0
     assert row["energy efficiency samples/J"] == 4.0
+
+
+def test_of_two_variants_within_noise_of_each_other_the_simpler_is_picked(tmp_path):
+    """bf16 alone and channels-last bf16 are both clearly faster than fp32 but not
+    clearly apart: the pick must not swap between them from run to run on which one's
+    point estimate came out higher, so it is the simpler (fewer changes) of the two."""
+    (a,) = advice_for(tmp_path, {case(): (0.010, {}),
+                                 case(precision="bf16"): (0.0051, {}),
+                                 case(fmt="channels_last", precision="bf16"): (0.0050, {})})
+    assert a.pick == "contiguous-bf16-eager"
+    (b,) = advice_for(tmp_path / "b", {case(): (0.010, {}),
+                                       case(precision="bf16"): (0.0070, {}),
+                                       case(fmt="channels_last", precision="bf16"): (0.0030, {})})
+    assert b.pick == "channels_last-bf16-eager"  # clearly the fastest: no tie

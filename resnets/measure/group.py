@@ -30,6 +30,9 @@ from .load import Snapshot, other_cores
 from .runner import CaseRun, Settings, Skipped
 
 DEFAULT_BLOCKS = 10
+# Rounds after which a group may stop early: when every variant's median is known within
+# the run's target (``TimingPolicy.rel_ci``), as a case timed alone stops on its CI.
+MIN_ROUNDS = 6
 
 
 def group_key(case: Case) -> tuple:
@@ -78,6 +81,7 @@ def measure_group(cases: list[Case], settings: Settings, group_id: str,
             return out
         block_s = max(0.02, settings.policy.budget_s / blocks)
         cpu0, snap0 = time.process_time(), Snapshot.now()
+        rounds = 0
         for i in range(blocks):
             order = runs[i % len(runs):] + runs[:i % len(runs)]
             for run in (order if i % 2 == 0 else order[::-1]):
@@ -87,11 +91,15 @@ def measure_group(cases: list[Case], settings: Settings, group_id: str,
                     run.block(block_s)
                 except Exception as exc:
                     out[run.case] = Outcome.of_error(exc)
+            rounds = i + 1
+            if rounds >= MIN_ROUNDS and _known(runs, out, settings.policy.rel_ci):
+                break
         others, steal = other_cores(snap0, Snapshot.now(), time.process_time() - cpu0)
         timed = [r for r in runs if r.case not in out]
         pairing = (f"side by side with {len(timed) - 1} other variant(s) of the group, in "
-                   f"one process: {blocks} rounds of {block_s:.3g} s blocks, the order "
-                   "rotating each round and reversed every other")
+                   f"one process: {rounds} rounds of {block_s:.3g} s blocks, the order "
+                   "rotating each round and reversed every other"
+                   + (" (every median known within the target)" if rounds < blocks else ""))
         for run in timed:
             try:
                 record = run.finish(pairing=pairing, other_cores=others, steal_cores=steal)
@@ -100,6 +108,14 @@ def measure_group(cases: list[Case], settings: Settings, group_id: str,
             except Exception as exc:
                 out[run.case] = Outcome.of_error(exc)
     return out
+
+
+def _known(runs: list[CaseRun], out: dict, rel_ci: float) -> bool:
+    """Whether every variant still timed has its median's 95% CI within ``rel_ci``."""
+    from ..stats import Measurement
+
+    return rel_ci > 0 and all(Measurement(tuple(r.samples)).median_ci_rel() <= rel_ci
+                              for r in runs if r.case not in out)
 
 
 def _alone(run: CaseRun) -> Outcome:

@@ -71,12 +71,7 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         b = base.iloc[0]
         for _, r in group.iterrows():
             paired = paired_change(r, b) if r["variant"] != base_name else None
-            if paired is not None:
-                d, se = paired
-            else:
-                d = math.log(r["samples_per_s"] / b["samples_per_s"])
-                se = math.hypot(r["level_se"], b["level_se"]) if r["variant"] != base_name \
-                    else 0.0
+            d, se = (0.0, 0.0) if r["variant"] == base_name else change(r, b)
             ratio, low, high = log_interval(d, se)
             rows.append({**{k: r[k] for k in ROW_KEYS}, "variant": r["variant"],
                          "baseline": base_name, "samples_per_s": r["samples_per_s"],
@@ -85,6 +80,7 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                          "within_noise": bool(low <= 1 <= high) and r["variant"] != base_name,
                          "peak_memory_bytes": r["peak_memory_bytes"],
                          "launch_bound": launch_bound(r), "paired": paired is not None,
+                         "row": r,  # the case itself, for comparisons between variants
                          "pairing": r["timing_pairing"],
                          # side by side, the load lands on both: it widens the interval
                          "busy": 0.0 if paired is not None else _busy(r, b),
@@ -96,6 +92,17 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                          "memory_format": r["memory_format"], "precision": r["precision"],
                          "compile": r["compile"]})
     return pd.DataFrame(rows)
+
+
+def change(row, base) -> tuple[float, float]:
+    """(log speed-up of ``row`` over ``base``, its standard error): from their blocks when
+    they were timed side by side (``paired_change``), else from their two levels, each
+    with the noise model's run-to-run shift."""
+    paired = paired_change(row, base)
+    if paired is not None:
+        return paired
+    return (math.log(row["samples_per_s"] / base["samples_per_s"]),
+            math.hypot(row["level_se"], base["level_se"]))
 
 
 def paired_change(row, base) -> tuple[float, float] | None:
@@ -229,7 +236,7 @@ def advise(df: pd.DataFrame, baseline: str | None = None, accuracy: pd.DataFrame
             a.pick = None if len(g) > 1 else a.baseline
             a.speedup = a.speedup_low = a.speedup_high = 1.0
         else:
-            best = supported.loc[supported["speedup"].idxmax()]
+            best = _simplest_of_the_fastest(supported)
             a.pick = best["variant"]
             a.speedup, a.speedup_low, a.speedup_high = (best["speedup"], best["speedup_low"],
                                                         best["speedup_high"])
@@ -252,6 +259,23 @@ def advise(df: pd.DataFrame, baseline: str | None = None, accuracy: pd.DataFrame
         a.unpaired = _unpaired(g)
         out.append(a)
     return out
+
+
+def _simplest_of_the_fastest(supported: pd.DataFrame):
+    """The fastest supported variant, or the simplest (``variant_order``: fewest changes
+    from the defaults) of those not shown to be slower than it: two variants within
+    noise of each other must not swap places from run to run."""
+    fastest = supported.loc[supported["speedup"].idxmax()]
+    ties = [r for _, r in supported.iterrows()
+            if r["variant"] == fastest["variant"]
+            or not _beyond_noise(*change(fastest["row"], r["row"]))]
+    order = variant_order([r["variant"] for r in ties], fastest["baseline"])
+    return next(r for r in ties if r["variant"] == order[0])
+
+
+def _beyond_noise(d: float, se: float) -> bool:
+    _, low, high = log_interval(d, se)
+    return not low <= 1 <= high
 
 
 def _unpaired(group: pd.DataFrame) -> str | None:

@@ -81,7 +81,8 @@ def table_sections(df: pd.DataFrame, baseline: str | None,
          "no baseline case to divide by (name one with --baseline)",
          "Throughput of each variant divided by its baseline's (column baseline) for the "
          "same model, mode, device, batch and input, in the same run; above 1 is faster. "
-         "Each cell: speed-up (95% interval); ≈ marks one within noise. " + note, long),
+         "Each cell: speed-up (95% interval); ≈ marks one within noise. " + note,
+         long.drop(columns=["row"], errors="ignore")),
         ("accuracy", "Accuracy cost of what users ship", accuracy_table(accuracy),
          "no accuracy table (resnets accuracy; pass it with --accuracy)",
          "The same trained weights evaluated as each form a user ships: fp32 eager, bf16 "
