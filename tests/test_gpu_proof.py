@@ -3,9 +3,11 @@
 split its cases, and a step that no longer fits is dropped, not started."""
 import filecmp
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _pytest.mark.expression import Expression
 
 from resnets.presets import Selection
@@ -16,8 +18,9 @@ proof = sys.modules["gpu_proof"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(proof)
 
 
-def test_the_slowed_head_changes_only_the_residual_blocks(tmp_path):
-    head = proof.slowed_copy(tmp_path)
+@pytest.mark.parametrize("rehearse", [False, True])
+def test_the_slowed_head_changes_only_the_residual_blocks(tmp_path, rehearse):
+    head = proof.slowed_copy(tmp_path, rehearse)
     diff = filecmp.dircmp(ROOT / "resnets", head / "resnets", ignore=["__pycache__"])
     changed = []
 
@@ -31,8 +34,20 @@ def test_the_slowed_head_changes_only_the_residual_blocks(tmp_path):
     assert changed == ["models/blocks.py"]
     new = (head / "resnets/models/blocks.py").read_text().splitlines()
     old = (ROOT / "resnets/models/blocks.py").read_text().splitlines()
-    assert [(a, b) for a, b in zip(old, new) if a != b] == [(proof.SLOWED_LINE.rstrip("\n"),
-                                                            proof.SLOWED_WITH.rstrip("\n"))] * 2
+    pair = (proof.SLOWED_LINE.rstrip("\n"), proof.SLOWED_WITH[rehearse].rstrip("\n"))
+    assert [(a, b) for a, b in zip(old, new) if a != b] == [pair] * 2
+
+
+def test_the_rehearsals_slowed_blocks_compute_the_same_numbers(tmp_path):
+    """The extra convolution is multiplied by 0, so the slowed head's outputs are this
+    tree's; it runs in both block kinds (the bottleneck keeps its one pass)."""
+    head = proof.slowed_copy(tmp_path, rehearse=True)
+    code = ("import torch; from resnets import models; torch.manual_seed(0); "
+            "x = torch.randn(2, 3, 32, 32); "
+            "print([models.create(n).eval()(x).sum().item() for n in ('resnet20', 'resnet50')])")
+    out = [subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True,
+                          text=True, check=True).stdout for src in (ROOT, head)]
+    assert out[0] == out[1] and out[0].startswith("[")
 
 
 def _selected(expr, ids):
