@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
 import subprocess
@@ -127,8 +128,18 @@ def benchmark_entry(record: Result, name: str | None = None, group: str | None =
 
 def dumps(doc) -> str:
     """JSON as every writer here writes it: strict (no NaN/Infinity, which strict parsers
-    reject; records hold None for "no value")."""
-    return json.dumps(doc, indent=1, allow_nan=False, default=str)
+    reject), a non-finite number written as null ("no value", as records hold it)."""
+    return json.dumps(_finite(doc), indent=1, allow_nan=False, default=str)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def write_case(run_dir: Path, entry: dict, machine_info: dict, commit_info: dict,

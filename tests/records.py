@@ -2,6 +2,9 @@
 written as ``resnets run`` writes them. The numbers are made up; the shapes are real."""
 from __future__ import annotations
 
+import datetime as dt
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +53,63 @@ def write(run_dir: Path, *records, commit: dict | None = None, datetime: str | N
 
 def steady(median, n=40, spread=0.01, seed=0):
     return median * np.exp(np.random.default_rng(seed).normal(0, spread, n))
+
+
+# --- cases and whole runs, shared by the compare, history, export, bisect and browser tests
+
+CASE = Case("resnet20", "train", batch_size=16, input_shape=(3, 32, 32))
+OTHER = Case("lenet", batch_size=64, input_shape=(1, 28, 28))
+RESNET18 = Case("resnet18", batch_size=8, input_shape=(3, 64, 64))
+
+
+def write_run(run_dir, cases, env=None, commit=None, extra=None):
+    """A run folder as ``resnets run`` writes it: ``{Case: samples (None = failed)}``."""
+    return write(run_dir, *(speed(case, samples, env, **(extra or {}))
+                            for case, samples in cases.items()), commit=commit)
+
+
+# Real repeated runs' noise (tests/data/noise_*.json, see make_noise_fixture.py).
+DATA = Path(__file__).parent / "data"
+CONTENDED = 1.5  # CPU runs this much slower than the case's fastest shared the 2 cores
+
+
+def noise_model(name):
+    """Per case: within-run log residuals (pooled), run-to-run sd of log medians and the
+    rounds default runs took. On the shared 2-core VM (noise_cpu.json) some runs overlapped
+    another benchmark and ran 2-50x slower, with steady steps: a broken measurement that
+    no statistic can tell from a regression, not noise, so those runs are left out."""
+    doc = json.loads((DATA / name).read_text())
+    model = {}
+    for case in doc["runs"][0]["samples_us"]:
+        runs = [np.array(r["samples_us"][case]) / 1e6 for r in doc["runs"]]
+        fastest = min(np.median(r) for r in runs)
+        clean = [r for r in runs if "-cpu-" not in case or np.median(r) < CONTENDED * fastest]
+        logs = np.log([np.median(r) for r in clean])
+        model[case] = (np.concatenate([np.log(r / np.median(r)) for r in clean]),
+                       float(logs.std(ddof=1)), [len(r) for r in clean])
+    return model
+
+
+def draw_run(model, case, rng, factor=1.0):
+    residuals, shift, rounds = model[case]
+    n = rounds[rng.integers(len(rounds))]
+    level = math.exp(rng.normal(0, shift)) * factor
+    return level * np.exp(rng.choice(residuals, n))
+
+
+DAY = dt.timedelta(days=1)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def write_cases(root, levels: dict, noise: float, seed: int):
+    """One run per element of each case's ``levels`` (relative to 30 ms), a day apart,
+    every run's level times its own run-to-run shift (lognormal, sd ``noise``)."""
+    rng = np.random.default_rng(seed)
+    runs = len(next(iter(levels.values())))
+    for k in range(runs):
+        commit = {"id": f"{k:02d}{'c' * 38}", "time": (START + k * DAY).isoformat()}
+        write_run(root / f"run{k:02d}", {
+            case: steady(0.030 * lv[k] * np.exp(rng.normal(0, noise)), n=30, spread=0.02,
+                         seed=100 * k + i) for i, (case, lv) in enumerate(levels.items())},
+            commit=commit)
+    return root

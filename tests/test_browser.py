@@ -12,8 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_compare import CASE, OTHER, RESNET18
-from test_history import write_cases
+from records import CASE, OTHER, RESNET18, write_cases
 
 from resnets import cli
 from resnets.case import Case

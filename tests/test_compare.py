@@ -3,15 +3,13 @@ noise taken from real repeated runs (tests/data/noise_*.json, see make_noise_fix
 a real slowdown measured here, environment checks, and one-line errors with exit 2."""
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import records
 import scipy.stats
-from records import steady
+from records import CASE, OTHER, RESNET18, draw_run, noise_model, steady, write_run
 
 from resnets import cli
 from resnets.case import Case
@@ -22,21 +20,9 @@ from resnets.results import rows_frame
 from resnets.schema import Status
 from resnets.stats import normal_quantile
 
-DATA = Path(__file__).parent / "data"
-CASE = Case("resnet20", "train", batch_size=16, input_shape=(3, 32, 32))
-OTHER = Case("lenet", batch_size=64, input_shape=(1, 28, 28))
-RESNET18 = Case("resnet18", batch_size=8, input_shape=(3, 64, 64))
-
-
-def write_run(run_dir, cases, env=None, commit=None, extra=None):
-    """A run folder as ``resnets run`` writes it: ``{Case: samples (None = failed)}``."""
-    return records.write(run_dir, *(records.speed(case, samples, env, **(extra or {}))
-                                    for case, samples in cases.items()), commit=commit)
-
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "resnets", "compare", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return helpers.cli("compare", *args)
 
 
 # --- the statistics against scipy --------------------------------------------------------
@@ -81,33 +67,6 @@ def test_normal_quantile_matches_scipy():
 
 
 # --- false alarms and detection on real noise ---------------------------------------------
-
-CONTENDED = 1.5  # CPU runs this much slower than the case's fastest shared the 2 cores
-
-
-def noise_model(name):
-    """Per case: within-run log residuals (pooled), run-to-run sd of log medians and the
-    rounds default runs took. On the shared 2-core VM (noise_cpu.json) some runs overlapped
-    another benchmark and ran 2-50x slower, with steady steps: a broken measurement that
-    no statistic can tell from a regression, not noise, so those runs are left out."""
-    doc = json.loads((DATA / name).read_text())
-    model = {}
-    for case in doc["runs"][0]["samples_us"]:
-        runs = [np.array(r["samples_us"][case]) / 1e6 for r in doc["runs"]]
-        fastest = min(np.median(r) for r in runs)
-        clean = [r for r in runs if "-cpu-" not in case or np.median(r) < CONTENDED * fastest]
-        logs = np.log([np.median(r) for r in clean])
-        model[case] = (np.concatenate([np.log(r / np.median(r)) for r in clean]),
-                       float(logs.std(ddof=1)), [len(r) for r in clean])
-    return model
-
-
-def draw_run(model, case, rng, factor=1.0):
-    residuals, shift, rounds = model[case]
-    n = rounds[rng.integers(len(rounds))]
-    level = math.exp(rng.normal(0, shift)) * factor
-    return level * np.exp(rng.choice(residuals, n))
-
 
 def judge(base_runs, cand_runs, device, opts=None, cases=1):
     """The verdict of one case among ``cases`` null cases (Bonferroni, Holm's bound)."""
@@ -323,6 +282,30 @@ def test_a_pytest_benchmark_file_without_samples_is_refused(tmp_path):
     r = run_cli(path, path)
     assert r.returncode == 2 and "--benchmark-save-data" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_result_without_samples_beside_others_is_left_out_with_a_warning(tmp_path):
+    """Only where every speed result lacks its samples is the side refused; one such file
+    in a folder is named in a warning and the rest are compared."""
+    run = write_run(tmp_path / "a", {CASE: steady(0.03), OTHER: steady(0.02)})
+    path = next(p for p in run.rglob("*.json") if OTHER.id in p.read_text())
+    doc = json.loads(path.read_text())
+    doc["benchmarks"][0]["stats"]["data"] = []
+    path.write_text(json.dumps(doc))
+    r = run_cli(run, run)
+    assert r.returncode == 0, r.stderr
+    assert "not compared (1 result(s) without samples)" in r.stderr
+    assert CASE.id in r.stdout and OTHER.id not in r.stdout
+
+
+def test_samples_a_billion_fold_apart_give_an_infinite_interval_not_a_crash(tmp_path):
+    run = write_run(tmp_path / "a", {CASE: [0.1, 1e308, 0.1, 1e-300]})
+    r = run_cli(run, run, "--json", tmp_path / "c.json")
+    assert r.returncode == 0, r.stderr
+    [case] = json.loads((tmp_path / "c.json").read_text())["cases"]
+    # The same samples on both sides: ratio 1 (unchanged), an unbounded interval (null).
+    assert case["timing"]["ratio"] == 1 and case["timing"]["detectable"] is None
+    assert case["timing"]["ci_high"] is None and case["timing"]["ci_low"] == 0
 
 
 @pytest.mark.parametrize("problem,args,message", [

@@ -6,6 +6,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import pytest_run
 
 from resnets import data
 from resnets.errors import UserError
@@ -162,7 +163,6 @@ def test_train_cli_on_fashion_mnist_files(tmp_path):
 
 
 def test_the_suite_trains_on_cifar10_batches(tmp_path):
-    from test_suite import pytest_run
 
     from resnets.suite import convergence
 

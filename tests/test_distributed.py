@@ -1,6 +1,6 @@
 """Data-parallel cases under torchrun on this CPU: world size 2 with gloo (two processes
-on two cores), DDP and FSDP, through `resnets run` and `pytest bench`; a crashing rank;
-two "nodes" on one machine; and the projection. No speed is asserted."""
+on two cores), DDP and FSDP, through `pytest bench` (and `resnets run`: the crashing rank,
+two "nodes" on one machine, compiled DDP); and the projection. No speed is asserted."""
 import dataclasses
 import json
 import os
@@ -11,10 +11,13 @@ import textwrap
 
 import pandas as pd
 import pytest
+from helpers import cli, pytest_run, resnets, run_cli
 from records import speed, steady, write
 
 from resnets import store
 from resnets.case import Case
+from resnets.measure.runner import Settings, measure
+from resnets.measure.timer import TimingPolicy
 from resnets.report import load
 from resnets.report.scaling import efficiency, parse_bandwidth, project, step_time
 from resnets.schema import Status, from_dict
@@ -22,11 +25,6 @@ from resnets.schema import Status, from_dict
 FAST = ["--devices", "cpu", "--modes", "train", "--memory-formats", "contiguous",
         "--precisions", "fp32", "--compile", "eager", "--no-convergence",
         "--time-budget", "0.3", "--min-rounds", "3"]
-
-
-def resnets(*args, env=None, timeout=600, cwd=None):
-    return subprocess.run([sys.executable, "-m", "resnets", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def records(run_dir):
@@ -38,26 +36,38 @@ def records(run_dir):
     return out
 
 
+SINGLE_THREAD = Settings(policy=TimingPolicy(budget_s=0.3, min_rounds=3), threads=1)
+
+
 @pytest.fixture(scope="module")
 def scaling_run(tmp_path_factory):
+    """DDP and FSDP at world size 2 through the suite (two torchrun launches), and the
+    same case in one process with one thread (a rank's share of the cores) beside them:
+    what efficiency and the projection divide by."""
     tmp = tmp_path_factory.mktemp("ddp")
-    r = resnets("run", "--models", "resnet20", "--world-sizes", "1,2",
-                "--strategies", "ddp,fsdp", *FAST, "-o", tmp / "run")
+    r = pytest_run(tmp, "--bench-models", "resnet20", "--bench-world-sizes", "2",
+                   "--bench-strategies", "ddp,fsdp", "--bench-devices", "cpu", "--bench-modes",
+                   "train", "--bench-memory-formats", "contiguous", "--bench-precisions", "fp32",
+                   "--bench-time-budget", "0.3", "--bench-min-rounds", "3", "--bench-out",
+                   str(tmp / "run"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return tmp, r
+    single = measure(_case(1).single(), SINGLE_THREAD)
+    store.write_case(tmp / "run", store.benchmark_entry(single), {}, {})
+    return tmp, single
 
 
 def test_world_size_and_strategy_name_the_case(scaling_run):
     tmp, _ = scaling_run
     got = records(tmp / "run")
-    assert set(got) == {f"resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32-ws{n}-{s}"
-                        for n in (1, 2) for s in ("ddp", "fsdp")}
+    assert set(got) == {"resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32",
+                        *(f"resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32-ws2-{s}"
+                          for s in ("ddp", "fsdp"))}
     assert all(r.status == Status.OK for r in got.values())
 
 
 def test_data_parallel_records_hold_what_scaling_needs(scaling_run):
     tmp, _ = scaling_run
-    for r in records(tmp / "run").values():
+    for r in (r for r in records(tmp / "run").values() if r.case.strategy != "none"):
         n = r.case.world_size
         assert r.samples_per_s == pytest.approx(n * r.samples_per_s_per_device)
         assert r.grad_bytes == 4 * r.params  # fp32 gradients
@@ -75,13 +85,8 @@ def test_a_data_parallel_record_is_timed_like_a_single_device_one(scaling_run):
     """One engine: a world-size-2 DDP case's record carries the single-device clock, stop
     rule and settings (it had its own loop: synchronized per step, a hard-coded stop
     reason, no GC policy, settings not applied)."""
-    from resnets.measure.runner import Settings, measure
-    from resnets.measure.timer import TimingPolicy
-
-    tmp, _ = scaling_run
+    tmp, single = scaling_run
     ddp = records(tmp / "run")["resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32-ws2-ddp"]
-    single = measure(_case(1).single(), Settings(policy=TimingPolicy(budget_s=0.3,
-                                                                     min_rounds=3)))
     same = ("clock", "gc", "flush_denormal", "rel_ci", "budget_s", "min_rounds", "max_rounds",
             "min_warmup_rounds", "min_warmup_s", "cudnn_benchmark", "seed")
     assert {f: getattr(ddp.timing, f) for f in same} == {f: getattr(single.timing, f)
@@ -118,48 +123,36 @@ def test_a_compiled_ddp_case_runs_and_stops_on_its_confidence_interval(tmp_path)
 def test_efficiency_is_computed_against_world_size_one(scaling_run):
     tmp, _ = scaling_run
     eff = efficiency(load([tmp / "run"]))
-    assert len(eff) == 4
+    assert len(eff) == 2 and set(eff["world_size"]) == {2}
+    single = "resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32"
     for _, row in eff.iterrows():
-        assert row["eff_low"] <= row["efficiency"] <= row["eff_high"]
-        if row["world_size"] == 1:
-            assert row["efficiency"] == pytest.approx(1.0)
+        assert row["eff_low"] < row["efficiency"] < row["eff_high"]
+        assert row["reference"] == single  # per-device throughput over the one process's
 
 
-def test_report_shows_scaling_table_and_plot(scaling_run):
+def test_report_shows_scaling_table_and_plot(scaling_run, capsys):
     tmp, _ = scaling_run
-    r = resnets("report", tmp / "run", "-o", tmp / "report")
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(["report", tmp / "run", "-o", tmp / "report"], capsys)
+    assert code == 0, err
     table = pd.read_csv(tmp / "report" / "tables" / "scaling.csv")
-    assert set(table["world size"]) == {1, 2} and set(table["strategy"]) == {"ddp", "fsdp"}
+    assert set(table["world size"]) == {2} and set(table["strategy"]) == {"ddp", "fsdp"}
     assert (tmp / "report" / "plots" / "scaling.png").stat().st_size > 10_000
     page = (tmp / "report" / "index.html").read_text()
     assert '<section id="scaling"><h2>Data-parallel scaling: efficiency' in page
     assert '<section id="scaling-plot"><h2>Data-parallel scaling: throughput' in page
 
 
-def test_scale_projects_and_sets_prediction_beside_measurement(scaling_run):
+def test_scale_projects_and_sets_prediction_beside_measurement(scaling_run, capsys):
     tmp, _ = scaling_run
-    r = resnets("scale", tmp / "run", "--world-sizes", "2,8", "--csv", tmp / "scale.csv")
-    assert r.returncode == 0, r.stderr
+    code, out, err = run_cli(["scale", tmp / "run", "--world-sizes", "2,8", "--csv",
+                              tmp / "scale.csv"], capsys)
+    assert code == 0, err
     table = pd.read_csv(tmp / "scale.csv")
     at2 = table[table["world_size"] == 2]
     assert len(at2) == 2 and at2["measured_step_s"].notna().all()
     assert at2["error"].notna().all()
     assert set(table["world_size"]) == {2, 8}
-    assert "measured at 2" in r.stdout
-
-
-def test_pytest_bench_runs_data_parallel_cases(tmp_path):
-    from test_suite import pytest_run
-
-    r = pytest_run(tmp_path, "--bench-models", "resnet20", "--bench-world-sizes", "2",
-                   "--bench-strategies", "ddp", "--bench-modes", "infer", "--bench-devices",
-                   "cpu", "--bench-memory-formats", "contiguous", "--bench-precisions", "fp32",
-                   "--bench-time-budget", "0.2", "--bench-min-rounds", "3",
-                   "--bench-out", str(tmp_path / "run"))
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    (rec,) = records(tmp_path / "run").values()
-    assert rec.case.world_size == 2 and rec.status == Status.OK and rec.comm_s is None
+    assert "measured at 2" in out
 
 
 def test_a_crashing_rank_is_a_recorded_one_line_failure(tmp_path):
@@ -240,14 +233,14 @@ def test_every_rank_takes_the_same_number_of_timed_steps(tmp_path):
 
 def test_nodes_options_are_checked(tmp_path):
     """One line, exit 2, and no run folder left behind (it was, with a 'resume' hint)."""
-    r = resnets("run", "--world-sizes", "2", "--nnodes", "2", *FAST, cwd=tmp_path)
+    r = cli("run", "--world-sizes", "2", "--nnodes", "2", *FAST, cwd=tmp_path)
     assert r.returncode == 2 and "--rdzv-endpoint" in r.stderr
-    r = resnets("run", "--world-sizes", "3", "--nnodes", "2", "--rdzv-endpoint", "h:1", *FAST,
+    r = cli("run", "--world-sizes", "3", "--nnodes", "2", "--rdzv-endpoint", "h:1", *FAST,
                 cwd=tmp_path)
     assert r.returncode == 2 and "does not split over 2 nodes" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not list(tmp_path.iterdir())
-    r = resnets("follow", "run", "--nnodes", "2", "--rdzv-endpoint", "nohost")
+    r = cli("follow", "run", "--nnodes", "2", "--rdzv-endpoint", "nohost")
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
 
 
@@ -306,14 +299,14 @@ def test_scale_shows_each_rows_basis_when_they_differ(tmp_path):
           speed(other, steady(0.2, seed=2), grad_bytes=10**8),
           speed(dataclasses.replace(other, world_size=2, strategy="ddp"), steady(0.3, seed=3),
                 grad_bytes=10**8, busbw=5e8, comm_hidden=0.1))
-    r = resnets("scale", tmp_path, "--world-sizes", "4")
+    r = cli("scale", tmp_path, "--world-sizes", "4")
     assert r.returncode == 0, r.stderr
     rows = {line.split()[0]: line for line in r.stdout.splitlines()
             if line.startswith(("resnet20 ", "resnet56 "))}
     assert "2 GB/s (measured at 2)" in rows["resnet20"] and "50%" in rows["resnet20"]
     assert "500 MB/s (measured at 2)" in rows["resnet56"] and "10%" in rows["resnet56"]
     assert r.stdout.strip().splitlines()[-1] == "latency 0 us"
-    one = resnets("scale", tmp_path, "--world-sizes", "4", "--busbw", "1GB/s", "--hidden", "0")
+    one = cli("scale", tmp_path, "--world-sizes", "4", "--busbw", "1GB/s", "--hidden", "0")
     assert one.stdout.strip().splitlines()[-1].startswith("busbw 1 GB/s (given), hidden 0%")
 
 
@@ -331,11 +324,11 @@ def test_bandwidth_parses(text, value):
 ])
 def test_scale_rejects_bad_input_in_one_line(tmp_path, args, message):
     write(tmp_path, speed(_case(1), steady(0.1), grad_bytes=10**8))
-    r = resnets("scale", tmp_path, *args)
+    r = cli("scale", tmp_path, *args)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
 
 
 def test_scale_without_a_bandwidth_says_what_is_missing(tmp_path):
     write(tmp_path, speed(_case(1), steady(0.1), grad_bytes=10**8))
-    r = resnets("scale", tmp_path)
+    r = cli("scale", tmp_path)
     assert r.returncode == 2 and "bus bandwidth" in r.stderr

@@ -12,8 +12,8 @@ import sys
 import jsonschema
 import numpy as np
 import pytest
-from records import steady
-from test_compare import CASE, OTHER, write_run
+from helpers import PAYLOADS
+from records import CASE, OTHER, steady, write_run
 
 from resnets import cli, export
 from resnets.report.frame import speed
@@ -180,7 +180,6 @@ def test_export_imports_no_torch():
 
 def test_hostile_case_names_survive_otavas_config_and_stay_out_of_file_names(tmp_path):
     yaml = pytest.importorskip("yaml")
-    from test_hostile import PAYLOADS
 
     from resnets.case import Case
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import cli, git
 
 from resnets import publish as publish_module
 from resnets.compare.render import MARKER
@@ -59,11 +60,6 @@ CASES = ["--preset", "quick", "--models", "lenet,lenet_bn", "--modes", "infer", 
          "--repeats", "1", "--alpha", "0.001", "--threads", "1"]
 # One thread: two OpenMP threads on two cores beside other busy processes can stretch a
 # step 50-fold and drown any slowdown; one thread keeps the gate's proof possible there.
-
-
-def git(cwd, *args):
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +203,7 @@ def test_bad_gate_input_is_one_line_before_anything_is_measured(repo, tmp_path, 
     (tmp_path / "broken" / "resnets" / "__init__.py").write_text(
         "raise RuntimeError('broken package')\n")
     args = [a.format(empty=tmp_path / "empty", broken=tmp_path / "broken") for a in args]
-    r = subprocess.run([sys.executable, "-m", "resnets", "gate", "--repo", str(repo),
-                        "--base", "main", *CASES, *args, "-o", str(tmp_path / "out")],
-                       capture_output=True, text=True, timeout=300)
+    r = cli("gate", "--repo", repo, "--base", "main", *CASES, *args, "-o", tmp_path / "out")
     assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
     assert "['" not in r.stderr

@@ -12,29 +12,13 @@ from pathlib import Path
 
 import pytest
 import records
+from helpers import resnets, run_cli
 
-from resnets import cli, runlock
+from resnets import runlock
 from resnets.case import Case
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = Case("resnet20", "train", batch_size=16, input_shape=(3, 32, 32))
-
-
-def run_cli(argv, capsys):
-    """(exit code, stdout, stderr) of ``resnets argv`` in process; a usage error's
-    SystemExit is its exit code."""
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err
-    return code, out.out, out.err
-
-
-def resnets(*args, cwd=None, timeout=60):
-    return subprocess.run([sys.executable, "-m", "resnets", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

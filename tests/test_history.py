@@ -1,7 +1,6 @@
 """``resnets history``: change points are found where the level moves (several per series,
 each with its run, size, interval and p-value; with a plot), lone outliers and real
 run-to-run noise are not shifts, environments never share a series, bad input exits 2."""
-import datetime as dt
 import html
 import json
 import re
@@ -11,18 +10,26 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from records import steady
+from helpers import PAYLOADS, assert_inert_markdown
+from records import (
+    CASE,
+    DAY,
+    OTHER,
+    RESNET18,
+    START,
+    draw_run,
+    noise_model,
+    steady,
+    write_cases,
+    write_run,
+)
 from scipy import stats as scipy_stats
-from test_compare import CASE, OTHER, RESNET18, draw_run, noise_model, write_run
 
 from resnets import cli
 from resnets.case import Case
 from resnets.history import Options, Series, history
 from resnets.history.analysis import detect
 from resnets.stats import t_quantile, t_two_sided_p
-
-DAY = dt.timedelta(days=1)
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def write_history(root, levels, env=None, case=CASE, names=None):
@@ -46,20 +53,6 @@ def test_a_persistent_slowdown_is_flagged_with_a_plot(tmp_path, capsys):
     png = list(out.glob("*.png"))
     assert len(png) == 1 and png[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png[0].name in md
-
-
-def write_cases(root, levels: dict, noise: float, seed: int):
-    """One run per element of each case's ``levels`` (relative to 30 ms), a day apart,
-    every run's level times its own run-to-run shift (lognormal, sd ``noise``)."""
-    rng = np.random.default_rng(seed)
-    runs = len(next(iter(levels.values())))
-    for k in range(runs):
-        commit = {"id": f"{k:02d}{'c' * 38}", "time": (START + k * DAY).isoformat()}
-        write_run(root / f"run{k:02d}", {
-            case: steady(0.030 * lv[k] * np.exp(rng.normal(0, noise)), n=30, spread=0.02,
-                         seed=100 * k + i) for i, (case, lv) in enumerate(levels.items())},
-            commit=commit)
-    return root
 
 
 def test_slowdowns_of_10_and_25_percent_on_some_models_are_found_where_they_start(tmp_path):
@@ -243,7 +236,6 @@ def test_the_page_shows_every_series_the_shifts_with_commits_and_bisect_results(
 
 
 def test_hostile_names_are_text_in_the_page(tmp_path):
-    from test_hostile import PAYLOADS, assert_inert_markdown
 
     runs = tmp_path / "runs"
     cases = {Case(f"m{i}{p}", input_shape=(1, 8, 8)): [1.0] * 6 + [1.3] * 3

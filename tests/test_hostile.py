@@ -1,13 +1,12 @@
 """Hostile input never wins: random, binary, truncated and oversized files give one line
 and exit 2 (never a traceback), and text from result files is inert in every output
 (Markdown, HTML, CSV) whatever it holds."""
-import csv
-import io
 import json
 import re
 
 import pytest
 import records
+from helpers import PAYLOADS, assert_inert_csv, assert_inert_markdown
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,10 +17,6 @@ from resnets.schema import Env, SpeedResult, Status
 COMMANDS = {"report": lambda f, tmp: ["report", f, "-o", str(tmp / "out")],
             "compare": lambda f, tmp: ["compare", f, f],
             "history": lambda f, tmp: ["history", f, "-o", str(tmp / "out")]}
-PAYLOADS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>',
-            "a\n# heading\n| x |", "[x](javascript:alert(1))", "![i](http://e.example/x.png)",
-            "=cmd|' /C calc'!A0", "+1+1", "-2-2", "@SUM(A1)", "`code`*bold*", "a|b"]
-CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def run_cli(argv, capsys):
@@ -108,26 +103,6 @@ def hostile_runs(tmp_path):
         out.append(records.write(tmp_path / f"run{k}", *recs,
                                  commit={"id": f"{k}" * 40, "time": f"2026-01-0{k + 1}T00:00:00"}))
     return out
-
-
-def assert_inert_markdown(text: str, source: str):
-    assert "<script" not in text and "<img" not in text, source
-    assert not re.search(r"(?<!\\)\[[^\]\n]*(?<!\\)\]\(", text), source  # no live links
-    for line in text.splitlines():
-        if line.startswith("#"):
-            assert line.startswith(("## resnets", "### ")), (source, line)
-        if line.startswith("|"):  # a table row is never cut by a payload
-            assert line.rstrip().endswith("|"), (source, line)
-
-
-def assert_inert_csv(text: str, source: str):
-    for row in csv.reader(io.StringIO(text)):
-        for cell in row:
-            try:
-                float(cell)
-                continue
-            except ValueError:
-                assert not cell.startswith(CSV_TRIGGERS), (source, cell)
 
 
 def test_payloads_are_inert_in_report_compare_and_history(tmp_path, capsys):

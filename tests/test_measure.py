@@ -43,7 +43,6 @@ def test_timer_agrees_with_a_plain_clock_around_the_same_work():
         if abs(ratios[-1] - 1) < 0.05:
             break
     assert abs(ratios[-1] - 1) < 0.05, ratios
-    assert timing.stop_reason in ("ci", "budget", "max_rounds")
     assert timing.warmup_rounds >= 2
 
 
@@ -64,26 +63,46 @@ def test_case_id_and_key_round_trip():
         Case("lenet", precision="fp8")
 
 
-def test_variant_matrix_skips_exactly_the_impossible_cases():
-    every = [Case("resnet18", m, d, f, p, c) for m in CHOICES["mode"] for d in CHOICES["device"]
-             for f in CHOICES["memory_format"] for p in CHOICES["precision"]
-             for c in CHOICES["compile"]]
-    for case in every:
-        reason = runtime_skip_reason(case)
-        cpu = case.device == "cpu"
-        impossible = (cpu and case.precision in ("tf32", "fp16", "default")) or \
-                     (cpu and case.compile in ("compile-reduce-overhead", "cudagraph")) or \
-                     (case.device == "cuda" and not CUDA) or \
-                     (case.compile == "cudagraph" and case.mode == "train" and
-                      case.precision == "fp16") or \
-                     (case.compile == "export-aoti" and case.mode == "train") or \
-                     (case.precision == "int8" and (case.mode == "train" or not cpu or
-                                                    case.compile in ("eager", "cudagraph")))
-        assert (reason is not None) == impossible, case.id
-        if case.device == "cpu" and case.precision == "tf32":
-            assert "tf32" in reason
-        elif case.device == "cuda" and not CUDA and not case.unsupported_reason():
-            assert "CUDA is not available" in reason
+# Each rule of Case.unsupported_reason once, by example: (mode, device, format, precision,
+# compile) -> a word of its reason, or None for a combination that must run. Examples, not
+# the rules restated: a rule dropped or widened changes an answer below.
+NEVER_RUN = {
+    ("train", "cpu", "contiguous", "tf32", "eager"): "tensor-core math mode",
+    ("infer", "cpu", "contiguous", "fp16", "eager"): "use bf16",
+    ("infer", "cpu", "contiguous", "default", "eager"): "plain fp32",
+    ("infer", "cpu", "contiguous", "fp32", "compile-reduce-overhead"): "captures CUDA graphs",
+    ("infer", "cpu", "channels_last", "bf16", "cudagraph"): "captures CUDA graphs",
+    ("train", "cuda", "contiguous", "fp16", "cudagraph"): "GradScaler",
+    ("train", "cpu", "contiguous", "fp32", "export-aoti"): "no backward",
+    ("train", "cpu", "contiguous", "int8", "compile"): "post-training",
+    ("infer", "cuda", "contiguous", "int8", "compile"): "no CUDA lowering",
+    ("infer", "cpu", "contiguous", "int8", "eager"): "only through Inductor",
+}
+RUNS = [
+    ("train", "cpu", "channels_last", "bf16", "compile"),
+    ("infer", "cpu", "contiguous", "fp32", "eager"),
+    ("infer", "cpu", "channels_last", "int8", "export-aoti"),
+    ("infer", "cpu", "contiguous", "int8", "compile"),
+    ("infer", "cuda", "contiguous", "fp16", "cudagraph"),
+    ("train", "cuda", "contiguous", "bf16", "cudagraph"),
+    ("train", "cuda", "channels_last", "default", "compile-reduce-overhead"),
+    ("infer", "cuda", "contiguous", "tf32", "export-aoti"),
+    ("train", "cuda", "contiguous", "fp16", "compile"),
+]
+
+
+@pytest.mark.parametrize("dims", [*NEVER_RUN, *RUNS], ids="-".join)
+def test_a_combination_is_refused_exactly_when_it_cannot_mean_anything(dims):
+    reason = Case("resnet18", *dims).unsupported_reason()
+    if dims in NEVER_RUN:
+        assert reason is not None and NEVER_RUN[dims] in reason
+    else:
+        assert reason is None
+
+
+def test_a_cuda_case_skips_without_cuda_and_a_refused_one_is_never_measured():
+    reason = runtime_skip_reason(Case("resnet18", "infer", "cuda", precision="fp32"))
+    assert (reason is None) == CUDA and (CUDA or "CUDA is not available" in reason)
     with pytest.raises(Skipped, match="fp16 autocast"):
         measure(Case("lenet", precision="fp16", input_shape=(1, 28, 28)), FAST)
 

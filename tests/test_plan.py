@@ -1,5 +1,7 @@
 """Plans: the dry run, estimates from a cost model or an earlier run, and shards that split
 a selection into disjoint parts of about equal time, the same on every machine."""
+import json
+import os
 import subprocess
 import sys
 
@@ -28,8 +30,17 @@ def test_shards_are_disjoint_cover_the_selection_and_balance():
     assert set().union(*names) == every and sum(map(len, names)) == len(every)
     loads = [sum(costs[n] for n in part) for part in names]
     assert max(loads) - min(loads) <= max(costs.values())  # greedy longest-first bound
-    assert names == [{c.id for c in cs} | {t.id for t in ts}
-                     for cs, ts in (select(preset="full", shard=(k, 4)) for k in range(1, 5))]
+    # The same split on every machine: another interpreter, with other string hashes (so
+    # another set order), must give each shard the same names.
+    code = ("import json; from resnets import options, plan; "
+            "d = {o.name: o.initial for o in options.SUITE}; "
+            "print(json.dumps([sorted(c.id for c in p.cases) + sorted(t.id for t in p.trials) "
+            "for p in (plan.select({**d, 'preset': 'full', 'shard': (k, 4)}) "
+            "for k in range(1, 5))]))")
+    for seed in ("1", "2"):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}, timeout=300)
+        assert [set(part) for part in json.loads(r.stdout)] == names, r.stderr
 
 
 def test_cases_that_never_run_cost_nothing_anywhere():

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_suite import FAST, pytest_run
+from helpers import FAST, pytest_run, wait_until_gone
 
 from resnets import journal, runlock, store
 from resnets.schema import Status
@@ -46,7 +46,7 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path):
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path, signum, code):
     run = tmp_path / "run"
-    proc = subprocess.Popen([*RUN, "--time-budget", "1", "-o", str(run)], text=True,
+    proc = subprocess.Popen([*RUN, "--time-budget", "0.5", "-o", str(run)], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not list((run / "cases").glob("*.json")) and time.time() < deadline:
@@ -58,8 +58,8 @@ def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path,
     assert proc.returncode == code, err[-2000:]
     assert "finish with: resnets run --resume" in err and "Traceback" not in err
     kept = sorted((run / "cases").glob("*.json"))
-    time.sleep(3)  # the pytest child and its workers are gone: nothing more is written
-    assert sorted((run / "cases").glob("*.json")) == kept
+    assert wait_until_gone(str(run))  # the pytest child and its workers are gone...
+    assert sorted((run / "cases").glob("*.json")) == kept  # ...and wrote nothing more
     assert not list(run.rglob(".*.tmp"))
     # The suite stopped at once (pytest takes an exception other than KeyboardInterrupt
     # for one test's failure and goes on), and the case it was measuring is not left
@@ -142,7 +142,7 @@ def test_a_child_stops_when_its_parent_is_killed_outright(tmp_path):
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
 def test_a_run_killed_outright_stops_its_suite_and_resumes(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([*RUN, "--time-budget", "1", "-o", str(run)],
+    proc = subprocess.Popen([*RUN, "--time-budget", "0.5", "-o", str(run)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list((run / "cases").glob("*.json")) and time.time() < deadline:
@@ -231,7 +231,7 @@ def test_a_signal_during_a_cases_extras_does_not_leave_it_crashed(tmp_path):
     assert not store.case_ids(tmp_path / "run", {Status.CRASHED})
 
 
-def test_isolated_cases_reuse_the_runs_peak_probe(tmp_path):
+def test_isolated_cases_run_in_workers_and_reuse_the_runs_peak_probe(tmp_path):
     r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet,lenet_bn", "--bench-modes", "infer",
                    "--bench-isolate", "--bench-out", str(tmp_path / "run"))
     assert r.returncode == 0 and "2 measured" in r.stdout, r.stdout[-2000:]

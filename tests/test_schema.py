@@ -92,7 +92,7 @@ def test_compare_gates_on_the_metrics_the_schema_marks():
     from resnets.compare.verdict import EXACT_METRICS, THRESHOLD_METRICS
 
     assert set(EXACT_METRICS) == set(metrics(SpeedResult, gate="exact")) >= {"params", "flops_step"}
-    assert THRESHOLD_METRICS == ("peak_memory_bytes",)
+    assert THRESHOLD_METRICS == ("peak_memory_bytes", "package_bytes")  # deploy size, too
 
 
 # --- schema 1 (the committed reference reports) --------------------------------------

@@ -5,25 +5,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import FAST, SPEED, cli, pytest_run
 
 import resnets.models  # noqa: F401 - before any in-process pytest run: pytester restores
 from resnets import store  # sys.modules after each, and torch's ops cannot load twice
-from resnets.suite import speed
 
-SPEED = speed.__file__
-FAST = ["--bench-time-budget", "0.2", "--bench-min-rounds", "3", "--bench-devices", "cpu",
-        "--bench-memory-formats", "contiguous", "--bench-precisions", "fp32"]
 FIELDS = {"schema_version", "samples_per_s", "peak_memory_bytes", "params", "flops_fwd",
           "flops_step", "macs_fvcore", "achieved_flops_per_s", "attainable_flops_per_s",
           "utilization", "timing", "env", "case_id", "model", "mode", "device", "memory_format",
           "precision", "compile", "batch_size", "input_shape", "memory_method", "time"}
-
-
-def pytest_run(tmp, *args, suite=SPEED):
-    cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "resnets.suite.plugin",
-           "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir", str(tmp),
-           "--benchmark-only", "-q", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +132,6 @@ def test_bad_option_values_are_usage_errors(pytester, args, message):
     assert message in err and "Traceback" not in err
 
 
-def test_isolated_case_runs_in_a_subprocess(tmp_path):
-    r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet", "--bench-modes", "infer",
-                   "--bench-isolate", "--bench-out", str(tmp_path / "run"))
-    assert r.returncode == 0 and "1 measured" in r.stdout, r.stdout[-2000:]
-
-
 def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "resnets", *args], capture_output=True,
                           text=True, timeout=600, cwd=cwd)
@@ -161,7 +145,7 @@ def run_cli(*args, cwd=None):
     (["run", "--resume", "gone/run"], "not a run folder"),
 ])
 def test_run_cli_rejects_bad_input_in_one_line(args, message, tmp_path):
-    r = run_cli(*args, cwd=tmp_path)
+    r = cli(*args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # no folder made (a wrong --resume once left one)
@@ -176,7 +160,7 @@ def test_run_cli_measures_and_resumes(tmp_path):
     assert len(store.finished_case_ids(out)) == 1
     r = run_cli("run", "--resume", str(out), "--no-report", cwd=tmp_path)
     assert r.returncode == 0 and "already done" in r.stdout
-    r = run_cli("run", "--resume", str(out), "--models", "lenet", cwd=tmp_path)
+    r = cli("run", "--resume", str(out), "--models", "lenet", cwd=tmp_path)
     assert r.returncode == 2 and "--resume reuses" in r.stderr
 
 
@@ -227,7 +211,7 @@ def test_cuda_cases_run_through_the_suite(tmp_path):
 
 def test_run_cli_refuses_to_mix_a_new_run_into_an_old_folder(small_run, tmp_path):
     tmp, _ = small_run
-    r = run_cli("run", "--models", "lenet", "--out", str(tmp / "run"), cwd=tmp_path)
+    r = cli("run", "--models", "lenet", "--out", str(tmp / "run"), cwd=tmp_path)
     assert r.returncode == 2 and "already holds a run" in r.stderr and "--resume" in r.stderr
 
 

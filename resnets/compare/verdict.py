@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..paired import TWO_PROCESSES
-from ..results import load
+from ..results import load, warn
 from ..schema import (
     CASE_ID,
     COMPARABLE_ENV,
@@ -85,10 +85,15 @@ class TimingChange:
         """Interval and detectable change, once the number of cases is known."""
         z = normal_quantile(1 - alpha / 2)
         d = math.log(self.ratio)
-        self.ci_low, self.ci_high = math.exp(d - z * self.se), math.exp(d + z * self.se)
+        self.ci_low, self.ci_high = _exp(d - z * self.se), _exp(d + z * self.se)
         strictest = normal_quantile(1 - alpha / (2 * max(1, cases)))
-        self.detectable = max(threshold,
-                              math.exp((strictest + normal_quantile(POWER)) * self.se) - 1)
+        self.detectable = max(threshold, _exp((strictest + normal_quantile(POWER)) * self.se) - 1)
+
+
+def _exp(x: float) -> float:
+    """exp that says inf where the float overflows: samples a billion-fold apart (a
+    damaged file the schema cannot call impossible) give a log-scale spread that large."""
+    return math.exp(x) if x < 709 else math.inf
 
 
 @dataclass
@@ -148,8 +153,12 @@ def load_side(paths, label: str, strict: bool = False) -> pd.DataFrame:
     blind = df[(df[KIND] == Kind.SPEED) & (df[STATUS] == Status.OK)
                & (df[SAMPLES].map(len) == 0)]
     if not blind.empty:
-        raise UserError(f"{label}: {blind['source'].iloc[0]} has no per-step samples "
-                        "(pytest-benchmark keeps them only with --benchmark-save-data)")
+        why = (f"{label}: {blind['source'].iloc[0]} has no per-step samples "
+               "(pytest-benchmark keeps them only with --benchmark-save-data)")
+        if len(blind) == len(df[df[KIND] == Kind.SPEED]):
+            raise UserError(why)
+        warn(f"{why}: not compared ({len(blind)} result(s) without samples)")
+        df = df.drop(blind.index)
     return df.assign(key=[_key(r) for r in df.itertuples()])
 
 
