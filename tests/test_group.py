@@ -12,6 +12,7 @@ from resnets.measure.load import choose_threads
 from resnets.measure.runner import Settings
 from resnets.measure.timer import TimingPolicy
 from resnets.report import advise, load
+from resnets.schema import Timing
 
 LENET = Case("lenet", "infer", batch_size=16, input_shape=(1, 28, 28))
 FAST = Settings(policy=TimingPolicy(budget_s=0.3, min_rounds=3, warmup_rounds=1,
@@ -42,7 +43,7 @@ def test_groups_that_are_not_paired_say_why():
     assert group_key(two[0]) == group_key(two[1]) != group_key(replace(LENET, batch_size=8))
 
 
-def _paired_run(tmp_path, base_s, variant_s, drift):
+def _paired_run(tmp_path, base_s, variant_s, drift, **fields):
     """Two variants timed in alternating blocks while the machine's speed drifts by
     ``drift`` across the rounds: each block's steps scaled by the same factor."""
     rng = np.random.default_rng(0)
@@ -51,8 +52,8 @@ def _paired_run(tmp_path, base_s, variant_s, drift):
     var = [t * f for f in factors for t in variant_s * np.exp(rng.normal(0, 0.01, 8))]
     bf16 = replace(LENET, precision="bf16")
     return records.write(tmp_path / "run",
-                         records.speed(LENET, base, pair="p", blocks=[8] * 10),
-                         records.speed(bf16, var, pair="p", blocks=[8] * 10))
+                         records.speed(LENET, base, pair="p", blocks=[8] * 10, **fields),
+                         records.speed(bf16, var, pair="p", blocks=[8] * 10, **fields))
 
 
 def test_a_paired_speed_up_comes_from_the_blocks_and_its_interval_is_tight(tmp_path):
@@ -68,6 +69,15 @@ def test_a_paired_speed_up_comes_from_the_blocks_and_its_interval_is_tight(tmp_p
         path.write_text(path.read_text().replace('"pair": "p"', '"pair": null'))
     (b,) = advise(load([unpaired]))
     assert (b.speedup_high - b.speedup_low) / b.speedup > 0.2
+
+
+def test_a_paired_group_measured_under_load_is_still_judged(tmp_path):
+    """Side by side, the load lands on the baseline and the variant alike and widens only
+    their interval: the group is judged (it was "not judged" because the baseline, which
+    has no pairing of its own, was taken as measured apart)."""
+    busy = _paired_run(tmp_path, 0.01, 0.005, drift=0.4, timing=Timing(other_cores=1.0))
+    (a,) = advise(load([busy]))
+    assert a.pick == "contiguous-bf16-eager" and a.note is None and not a.loaded
 
 
 def test_threads_follow_the_free_cores_unless_requested():

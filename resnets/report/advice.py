@@ -69,8 +69,14 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         if base.empty:
             continue
         b = base.iloc[0]
+        # The baseline was timed side by side when any variant was paired with it: the
+        # load then landed on both, and only their intervals widen.
+        pairs = {r["variant"]: paired_change(r, b)
+                 for _, r in group.iterrows() if r["variant"] != base_name}
+        base_paired = any(p is not None for p in pairs.values())
         for _, r in group.iterrows():
-            paired = paired_change(r, b) if r["variant"] != base_name else None
+            paired = pairs.get(r["variant"])
+            side_by_side = paired is not None or (r["variant"] == base_name and base_paired)
             d, se = (0.0, 0.0) if r["variant"] == base_name else change(r, b)
             ratio, low, high = log_interval(d, se)
             rows.append({**{k: r[k] for k in ROW_KEYS}, "variant": r["variant"],
@@ -83,7 +89,7 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
                          "row": r,  # the case itself, for comparisons between variants
                          "pairing": r["timing_pairing"],
                          # side by side, the load lands on both: it widens the interval
-                         "busy": 0.0 if paired is not None else _busy(r, b),
+                         "busy": 0.0 if side_by_side else _busy(r, b),
                          "first_step_s": r["timing_first_step_s"], "latency_s": r["latency_s"],
                          "compile_s": r["timing_compile_s"],
                          "package_bytes": r["package_bytes"],
