@@ -17,6 +17,13 @@ FAST = ["--bench-time-budget", "0.2", "--bench-min-rounds", "3", "--bench-device
         "--bench-memory-formats", "contiguous", "--bench-precisions", "fp32"]
 
 
+def slow_setup(fixture):
+    """Put under ``@pytest.fixture`` of a fixture whose set-up takes seconds (a real run):
+    every test that uses it is then marked ``slow`` (conftest), out of the fast subset."""
+    fixture.slow_setup = True
+    return fixture
+
+
 def pytest_run(tmp, *args, suite=SPEED):
     cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "resnets.suite.plugin",
            "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir", str(tmp),

@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from resnets import models
 
 
@@ -10,6 +12,7 @@ def run(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_models_table_lists_every_model_with_params():
     r = run("models")
     assert r.returncode == 0, r.stderr
@@ -27,6 +30,7 @@ def test_bad_option_is_one_line_and_exits_nonzero():
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_unknown_family_is_one_line():
     r = run("models", "--family", "vgg")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

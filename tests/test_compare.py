@@ -121,6 +121,7 @@ def test_a_b_ten_percent_on_the_shared_cpu_is_never_called_an_improvement():
 
 # --- verdicts end to end ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_real_slowdown_timed_here_in_paired_blocks_is_flagged(tmp_path):
     """ResNet-18 inference against the same step run twice (a real 2x), timed on this
     machine the gate's way: both in one process, in alternating blocks, so whatever else

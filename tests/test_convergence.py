@@ -13,6 +13,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from helpers import slow_setup
 
 from resnets import convergence as cv
 from resnets import presets, store
@@ -32,6 +33,7 @@ def run(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
+@slow_setup
 def lenet_runs():
     """Plain LeNet, 300 iterations, whole curve (no early stop), for every seed."""
     return {s: run(case("lenet"), "digits", 0.9, s, 300, stop_at_target=False)
@@ -57,6 +59,7 @@ def test_lenet_bn_reaches_90_percent_within_300_iterations(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.slow
 def test_plain_lenet_is_still_below_50_percent_at_300_iterations(lenet_runs, seed):
     r = lenet_runs[seed]
     assert r.status == "not_reached" and r.iters_run == 300
@@ -87,6 +90,7 @@ def test_result_is_json_ready_and_complete(lenet_runs):
     assert r.timing.clock and "train_s" in r.timing.method and r.timing.threads == 1
 
 
+@pytest.mark.slow
 def test_same_seed_same_curve_on_cpu(lenet_runs):
     again = run(case("lenet"), "digits", 0.9, 0, 300, stop_at_target=False)
     for key in ("iters", "test_acc", "train_loss", "train_acc"):
@@ -162,6 +166,7 @@ def test_the_seed_experiment_is_the_notebooks_protocol():
     assert {t.case.model for t in presets.trials("full", ("seed",))} == {"lenet", "lenet_bn"}
 
 
+@pytest.mark.slow
 def test_the_seed_protocol_runs_on_fashion_mnist_files_and_is_judged(tmp_path):
     """The seed experiment's trials, shortened to 1,000 iterations, on generated files in
     the real format; the report's finding compares them with the notebook's figures."""
@@ -214,6 +219,7 @@ def test_findings_state_what_the_runs_show_with_their_spread(tmp_path):
     assert resid.observed == "yes"
 
 
+@pytest.mark.slow
 def test_train_cli_writes_a_valid_case_file(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "resnets", "train", "lenet_bn", "--max-iters",
@@ -241,6 +247,7 @@ def test_train_cli_writes_a_valid_case_file(tmp_path):
     (["lenet", "--seeds", "a,b"], "--seeds"),
     (["lenet", "--batch-size", "0"], "--batch-size: must be >= 1"),
 ])
+@pytest.mark.slow
 def test_train_cli_bad_input_is_one_line(tmp_path, argv, match):
     r = subprocess.run([sys.executable, "-m", "resnets", "train", *argv, "--out",
                         str(tmp_path)], capture_output=True, text=True, timeout=120)

@@ -141,6 +141,7 @@ def test_augmented_digits_are_harder_copies_named_as_such():
     assert torch.equal(again.train_x, d.train_x)
 
 
+@pytest.mark.slow
 def test_cli_missing_data_folder_exits_2_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "resnets", "train", "lenet", "--dataset",
                         "cifar10", "--data-root", str(tmp_path / "none"), "--out",
@@ -152,6 +153,7 @@ def test_cli_missing_data_folder_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_train_cli_on_fashion_mnist_files(tmp_path):
     datasets.write_fashion_mnist(tmp_path / "data", 300, 100)
     r = subprocess.run([sys.executable, "-m", "resnets", "train", "lenet_bn", "--dataset",
@@ -162,6 +164,7 @@ def test_train_cli_on_fashion_mnist_files(tmp_path):
     assert "lenet_bn" in r.stdout and len(list((tmp_path / "out" / "cases").glob("*.json"))) == 1
 
 
+@pytest.mark.slow
 def test_the_suite_trains_on_cifar10_batches(tmp_path):
 
     from resnets.suite import convergence

@@ -11,7 +11,7 @@ import textwrap
 
 import pandas as pd
 import pytest
-from helpers import cli, pytest_run, resnets, run_cli
+from helpers import cli, pytest_run, resnets, run_cli, slow_setup
 from records import speed, steady, write
 
 from resnets import store
@@ -40,6 +40,7 @@ SINGLE_THREAD = Settings(policy=TimingPolicy(budget_s=0.3, min_rounds=3), thread
 
 
 @pytest.fixture(scope="module")
+@slow_setup
 def scaling_run(tmp_path_factory):
     """DDP and FSDP at world size 2 through the suite (two torchrun launches), and the
     same case in one process with one thread (a rank's share of the cores) beside them:
@@ -56,6 +57,7 @@ def scaling_run(tmp_path_factory):
     return tmp, single
 
 
+@pytest.mark.slow
 def test_world_size_and_strategy_name_the_case(scaling_run):
     tmp, _ = scaling_run
     got = records(tmp / "run")
@@ -81,6 +83,7 @@ def test_data_parallel_records_hold_what_scaling_needs(scaling_run):
             assert 0 <= r.comm_hidden <= 1 and r.compute_s > 0
 
 
+@pytest.mark.slow
 def test_a_data_parallel_record_is_timed_like_a_single_device_one(scaling_run):
     """One engine: a world-size-2 DDP case's record carries the single-device clock, stop
     rule and settings (it had its own loop: synchronized per step, a hard-coded stop
@@ -155,6 +158,7 @@ def test_scale_projects_and_sets_prediction_beside_measurement(scaling_run, caps
     assert "measured at 2" in out
 
 
+@pytest.mark.slow
 def test_a_crashing_rank_is_a_recorded_one_line_failure(tmp_path):
     """Rank 1 dies at start-up: torchrun stops rank 0 at once (no hang on the process
     group), the case is recorded as failed, and the error says which rank."""
@@ -181,6 +185,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_nodes_write_one_run(tmp_path):
     """Two "nodes" on this machine, one rank each, through a c10d rendezvous: the first
     runs the suite, the second follows; the run folder holds one result per case."""
@@ -219,6 +224,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_every_rank_takes_the_same_number_of_timed_steps(tmp_path):
     """On its own clock a fast rank would take many more steps than a slow one, and in a
     real case its extra steps' collectives would wait for partners that never come."""

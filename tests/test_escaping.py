@@ -113,6 +113,7 @@ def shell(command: str, unbuffered: bool) -> subprocess.CompletedProcess:
 RESNETS = f"{sys.executable} -m resnets"
 
 
+@pytest.mark.slow
 def test_models_into_head_is_no_error():
     r = shell(f"{RESNETS} models | head -1", unbuffered=False)
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -5,6 +5,7 @@ refused in one line with exit 2. Never a traceback, never a wrong number. Reader
 report, advise, compare, history and scale, each through the CLI's ``main`` in process."""
 import json
 
+import pytest
 import records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -85,6 +86,7 @@ def _damaged(path) -> bool:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(path=paths, value=hostile, reader=st.sampled_from(["advise", "compare", "history",
                                                           "scale", "report"]))
+@pytest.mark.slow
 def test_a_hostile_field_is_skipped_in_a_folder_and_refused_when_named(
         path, value, reader, tmp_path_factory, capsys):
     tmp = tmp_path_factory.mktemp("fuzz")

@@ -96,6 +96,7 @@ def gate(repo, out, head, *extra):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_slowed_head_fails_the_gate_with_a_comment(repo, tmp_path):
     """The head is 1.6x slower. On a machine so loaded that the noise would hide even
     that (the case's detectable slowdown above 60%), the only right answer is "noisy";
@@ -122,6 +123,7 @@ def test_a_slowed_head_fails_the_gate_with_a_comment(repo, tmp_path):
     assert git(repo, "worktree", "list").count("\n") == 0  # the worktrees are gone
 
 
+@pytest.mark.slow
 def test_two_processes_pass_an_unchanged_head_and_fail_one_30_percent_slower(repo, tmp_path):
     """The mode the GPU workflow uses when dependencies change (one worker process per
     side, each drawing its own level), with its own noise prior: A/A passes with nothing
@@ -142,6 +144,7 @@ def test_two_processes_pass_an_unchanged_head_and_fail_one_30_percent_slower(rep
 
 @pytest.mark.parametrize("head, why", [("hang", "the head side gave no answer within"),
                                        ("raising", "RuntimeError: bad input")])
+@pytest.mark.slow
 def test_a_hung_or_raising_head_is_a_newly_failing_case_and_the_base_is_kept(
         repo, tmp_path, head, why):
     """A head whose forward never returns was 'pass 1' for minutes with nothing written;
@@ -157,6 +160,7 @@ def test_a_hung_or_raising_head_is_a_newly_failing_case_and_the_base_is_kept(
     assert extra["status"] == "ok" and "alone" in extra["timing"]["pairing"]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_gate_stuck_on_a_hung_head_within_seconds(repo, tmp_path):
     import signal
     import time
@@ -177,6 +181,7 @@ def test_sigterm_stops_a_gate_stuck_on_a_hung_head_within_seconds(repo, tmp_path
     assert proc.returncode == 143 and time.time() - t0 < 8
 
 
+@pytest.mark.slow
 def test_an_unchanged_head_passes(repo, tmp_path):
     r = gate(repo, tmp_path / "out", "main")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -195,6 +200,7 @@ def test_an_unchanged_head_passes(repo, tmp_path):
     (["--base-src", "{broken}", "--head-src", str(ROOT)],
      "could not start: the pair worker ended (exit 1): RuntimeError: broken package"),
 ])
+@pytest.mark.slow
 def test_bad_gate_input_is_one_line_before_anything_is_measured(repo, tmp_path, args, message):
     """Each was a traceback, a Python list in the message, or an error only after a
     whole pass had been measured."""
@@ -211,6 +217,7 @@ def test_bad_gate_input_is_one_line_before_anything_is_measured(repo, tmp_path, 
     assert git(repo, "worktree", "list").count("\n") == 0
 
 
+@pytest.mark.slow
 def test_the_comment_body_stays_short_at_any_case_count():
     import records
     from records import steady
@@ -241,6 +248,7 @@ def tiny_run(out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_history_is_pushed_with_rebase_and_retry(tmp_path, monkeypatch):
     """Two jobs publishing at once: the second's first push is rejected (the branch
     moved), so it fetches, rebases and pushes again; both runs end up on the branch."""
@@ -275,6 +283,7 @@ def test_history_is_pushed_with_rebase_and_retry(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["../../escaped", "a/b", ".hidden"])
+@pytest.mark.slow
 def test_a_published_name_is_one_folder(tmp_path, name):
     """A --name with a path in it once copied the run outside the temporary clone."""
     remote = tmp_path / "history.git"
@@ -287,6 +296,7 @@ def test_a_published_name_is_one_folder(tmp_path, name):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.git", "night1"]
 
 
+@pytest.mark.slow
 def test_a_partial_run_is_refused_unless_marked(tmp_path):
     remote = tmp_path / "history.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)

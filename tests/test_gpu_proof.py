@@ -38,6 +38,7 @@ def test_the_slowed_head_changes_only_the_residual_blocks(tmp_path, rehearse):
     assert [(a, b) for a, b in zip(old, new) if a != b] == [pair] * 2
 
 
+@pytest.mark.slow
 def test_the_rehearsals_slowed_blocks_compute_the_same_numbers(tmp_path):
     """The extra convolution is multiplied by 0, so the slowed head's outputs are this
     tree's; it runs in both block kinds (the bottleneck keeps its one pass)."""

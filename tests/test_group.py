@@ -4,6 +4,7 @@ cores (measure.load.choose_threads)."""
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import records
 
 from resnets.case import Case
@@ -20,6 +21,7 @@ FAST = Settings(policy=TimingPolicy(budget_s=0.3, min_rounds=3, warmup_rounds=1,
                 measure_energy=False)
 
 
+@pytest.mark.slow
 def test_a_group_is_built_once_and_timed_in_rotating_blocks():
     cases = [LENET, replace(LENET, precision="bf16"), replace(LENET, precision="tf32")]
     out = measure_group(cases, FAST, "g1", blocks=4)

@@ -30,6 +30,7 @@ def run(tmp_path):
 
 @pytest.mark.parametrize("command", [["report", "{run}", "-o", "{tmp}/out"],
                                      ["compare", "{run}", "{run}"], ["advise", "{run}"]])
+@pytest.mark.slow
 def test_a_fifo_or_dev_zero_in_cases_is_skipped_not_read_forever(run, tmp_path, command):
     """A FIFO named cases/pipe.json blocked every reader; a symlink to /dev/zero passed
     the size check (size 0) and was read until MemoryError."""

@@ -25,6 +25,7 @@ def images(tmp_path_factory):
     return pipeline.image_folder(root)
 
 
+@pytest.mark.slow
 def test_generated_images_are_real_jpegs_made_once(images):
     from torchvision.io import decode_jpeg, read_file
 
@@ -38,12 +39,14 @@ def test_generated_images_are_real_jpegs_made_once(images):
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)])
+@pytest.mark.slow
 def test_dataset_yields_the_case_input(images, shape):
     x, y = pipeline.ImageFiles(images, shape, length=8)[3]
     assert x.shape == shape and x.dtype == torch.float32 and 0 <= y < 10
 
 
 @pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.slow
 def test_real_input_case_names_its_bottleneck(images, monkeypatch, workers):
     monkeypatch.setenv(pipeline.FOLDER_ENV, str(images.parent))
     case = Case("resnet20", "train", batch_size=8, input_shape=(3, 32, 32), input="real",
@@ -112,6 +115,7 @@ def test_sweep_stops_at_a_failure():
     assert [(p.batch_size, o.status) for p, o in out] == [(4, "failed"), (1, "ok"), (2, "ok")]
 
 
+@pytest.mark.slow
 def test_auto_batch_sizes_record_every_point_and_the_knee(tmp_path):
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "resnets", "run", "--models", "lenet",

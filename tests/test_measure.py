@@ -124,6 +124,7 @@ def test_quick_preset_covers_every_family_mode_format_and_fp32_bf16():
     assert PRESETS["full"]["models"]["resnet50"][0] == (3, 224, 224)
 
 
+@pytest.mark.slow
 def test_resnet50_flops_match_torchvision_metadata():
     f = count_flops("resnet50", "infer", 1, (3, 224, 224))
     assert f["flops_fwd"] == 8_178_368_512
@@ -140,6 +141,7 @@ def test_lenet_forward_flops_and_training_step_counts_backward():
     assert 2 * train["flops_fwd"] < train["flops_step"] <= 3 * train["flops_fwd"]
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_grows_with_batch():
     peaks = []
     for bs in (2, 8, 32):

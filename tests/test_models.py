@@ -36,6 +36,7 @@ def test_plain_imagenet_twins_drop_only_the_projections():
 
 
 @pytest.mark.parametrize("name", IMAGENET)
+@pytest.mark.slow
 def test_torchvision_weights_load_strictly_and_outputs_match(name):
     torch.manual_seed(0)
     theirs = getattr(torchvision.models, name)(weights=None).eval()
@@ -60,6 +61,7 @@ META_ABOVE = 2e9
 
 
 @pytest.mark.parametrize("name", models.names())
+@pytest.mark.slow
 def test_forward_and_backward_at_default_input(name):
     from resnets.measure.flops import meta_flops
 

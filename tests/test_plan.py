@@ -20,6 +20,7 @@ def select(**opts):
     return p.cases, p.trials
 
 
+@pytest.mark.slow
 def test_shards_are_disjoint_cover_the_selection_and_balance():
     cases, trials = select(preset="full")
     every = {c.id for c in cases} | {t.id for t in trials}
@@ -63,6 +64,7 @@ def test_an_earlier_run_is_the_estimate_where_it_has_the_case(tmp_path):
     assert other.source == "cost model" and other.seconds > 0
 
 
+@pytest.mark.slow
 def test_dry_run_lists_cases_and_a_total_and_runs_nothing(tmp_path):
     r = subprocess.run([sys.executable, "-m", "resnets", "run", "--dry-run", "--models", "lenet",
                         "--devices", "cpu,cuda", "--no-convergence"], capture_output=True,

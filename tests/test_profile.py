@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from helpers import slow_setup
 
 from resnets import models
 from resnets.case import Case
@@ -32,6 +33,7 @@ def run_settings():
 
 
 @pytest.fixture(scope="module")
+@slow_setup
 def resnet18(tmp_path_factory):
     trace = tmp_path_factory.mktemp("profile") / "trace.json"
     return profile_case(Case("resnet18", **SMALL), steps=2, trace=trace), trace
@@ -41,6 +43,7 @@ def children(layers, fqn):
     return [r for r in layers if r["module"].rpartition(".")[0] == fqn]
 
 
+@pytest.mark.slow
 def test_layer_table_lists_every_module_blocks_in_order(resnet18):
     layers = resnet18[0].layers
     names = [r["module"] for r in layers]
@@ -134,6 +137,7 @@ def test_training_attributes_backward_to_layers():
     (["lenet", "--precision", "fp16"], "fp16 autocast is not benchmarked on CPU"),
     (["lenet", "--mode", "eval"], "invalid value 'eval' (valid: infer, train)"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2(args, message):
     r = run(*args)
     assert r.returncode == 2, r.stderr
@@ -142,12 +146,14 @@ def test_bad_input_is_one_line_exit_2(args, message):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
+@pytest.mark.slow
 def test_cuda_without_cuda_is_one_line():
     r = run("lenet", "--device", "cuda")
     assert r.returncode == 2 and "CUDA is not available" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_writes_tables_plot_and_trace(tmp_path):
     out = tmp_path / "report"
     r = run("lenet", "--batch-size", "4", "--steps", "1", "--top", "3", "-o", str(out),

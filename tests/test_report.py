@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import records
+from helpers import slow_setup
 
 from resnets import store
 from resnets.case import Case
@@ -41,6 +42,7 @@ def cli(*args, cwd=None):
 
 
 @pytest.fixture(scope="module")
+@slow_setup
 def run_dir(tmp_path_factory) -> Path:
     """A real run: the suite on LeNet, CPU, 8 cases, as small a budget as it takes."""
     tmp = tmp_path_factory.mktemp("suite")
@@ -81,6 +83,7 @@ def case_files(run: Path) -> list[Path]:
 
 # --- loading -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_one_row_per_case_with_config_metrics_and_environment(df):
     assert len(df) == 8  # 2 modes x 2 formats x 2 precisions
     assert set(df["status"]) == {"ok"} and set(df["kind"]) == {"speed"}
@@ -142,6 +145,7 @@ def test_speedup_tables_have_a_row_per_measured_group_only(tmp_path):
         [1.25, 1.25], rel=0.02)
 
 
+@pytest.mark.slow
 def test_other_baseline_divides_by_that_variant(df):
     m = speedup_matrix(df, "channels_last-fp32-eager")
     assert list(m.columns)[5] == "channels_last-fp32-eager"
@@ -396,6 +400,7 @@ def test_cli_writes_the_report_with_a_baseline(run_dir, tmp_path):
     assert "Every speed-up divides by channels_last-fp32-eager (--baseline)" in summary
 
 
+@pytest.mark.slow
 def test_cli_default_output_folder(run_dir, tmp_path):
     r = cli("report", run_dir, cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -17,6 +17,9 @@ from resnets.schema import Status
 
 RUN = [sys.executable, "-m", "resnets", "run", "--models", "lenet", "--devices", "cpu",
        "--no-convergence", "--no-report"]
+# Two groups (infer, train) of two variants (contiguous, channels_last): the smallest run
+# with something left to resume once the first group is written.
+SMALL = ["--precisions", "fp32", "--time-budget", "0.2"]
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
@@ -44,9 +47,10 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path):
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.slow
 def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path, signum, code):
     run = tmp_path / "run"
-    proc = subprocess.Popen([*RUN, "--time-budget", "0.5", "-o", str(run)], text=True,
+    proc = subprocess.Popen([*RUN, *SMALL, "-o", str(run)], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not list((run / "cases").glob("*.json")) and time.time() < deadline:
@@ -69,7 +73,7 @@ def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path,
     r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
                         "--no-report"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert len(store.finished_case_ids(run)) == 8  # 2 modes x 2 formats x 2 precisions
+    assert len(store.finished_case_ids(run)) == 4  # 2 modes x 2 formats
 
 
 def _parent_of_a_child_ignoring(tmp_path, signals: str) -> subprocess.Popen:
@@ -140,9 +144,10 @@ def test_a_child_stops_when_its_parent_is_killed_outright(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+@pytest.mark.slow
 def test_a_run_killed_outright_stops_its_suite_and_resumes(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([*RUN, "--time-budget", "0.5", "-o", str(run)],
+    proc = subprocess.Popen([*RUN, *SMALL, "-o", str(run)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list((run / "cases").glob("*.json")) and time.time() < deadline:
@@ -162,7 +167,7 @@ def test_a_run_killed_outright_stops_its_suite_and_resumes(tmp_path):
     r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
                         "--no-report"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert len(store.finished_case_ids(run)) == 8
+    assert len(store.finished_case_ids(run)) == 4
 
 
 CRASH = ("from resnets.suite.plugin import *  # noqa\n"
@@ -189,6 +194,7 @@ def suite_in(tmp_path, *args, crash: bool):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(tmp_path):
     r = suite_in(tmp_path, crash=True)
     assert r.returncode != 0  # the process died mid-run
@@ -216,6 +222,7 @@ INTERRUPT_EXTRAS = ("from resnets.suite.plugin import *  # noqa\n"
                     "maxbatch.max_batch_size = max_batch_size\n")
 
 
+@pytest.mark.slow
 def test_a_signal_during_a_cases_extras_does_not_leave_it_crashed(tmp_path):
     """The measurement is done, the max-batch search (minutes on a GPU) is interrupted:
     the case is not recorded, and on resume it is measured again, not "crashed"."""
@@ -231,6 +238,7 @@ def test_a_signal_during_a_cases_extras_does_not_leave_it_crashed(tmp_path):
     assert not store.case_ids(tmp_path / "run", {Status.CRASHED})
 
 
+@pytest.mark.slow
 def test_isolated_cases_run_in_workers_and_reuse_the_runs_peak_probe(tmp_path):
     r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet,lenet_bn", "--bench-modes", "infer",
                    "--bench-isolate", "--bench-out", str(tmp_path / "run"))
@@ -242,6 +250,7 @@ def test_isolated_cases_run_in_workers_and_reuse_the_runs_peak_probe(tmp_path):
     assert values == {peaks["cpu/fp32"]["attainable_flops_per_s"]}
 
 
+@pytest.mark.slow
 def test_run_state_says_whether_every_planned_case_was_attempted(tmp_path):
     r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet", "--bench-modes", "infer",
                    "--bench-out", str(tmp_path / "run"))

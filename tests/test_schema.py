@@ -118,6 +118,7 @@ def test_schema_1_speed_and_convergence_files_load():
     assert conv["train_s"] == old["train_s"]
 
 
+@pytest.mark.slow
 def test_the_committed_h100_reference_loads_compares_and_reports(tmp_path):
     df = load(H100)
     files = sorted((H100 / "cases").glob("*.json"))

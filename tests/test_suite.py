@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import FAST, SPEED, cli, pytest_run
+from helpers import FAST, SPEED, cli, pytest_run, slow_setup
 
 import resnets.models  # noqa: F401 - before any in-process pytest run: pytester restores
 from resnets import store  # sys.modules after each, and torch's ops cannot load twice
@@ -17,6 +17,7 @@ FIELDS = {"schema_version", "samples_per_s", "peak_memory_bytes", "params", "flo
 
 
 @pytest.fixture(scope="module")
+@slow_setup
 def small_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("suite")
     r = pytest_run(tmp, *FAST, "--bench-models", "lenet,resnet20", "--bench-out", str(tmp / "run"),
@@ -25,6 +26,7 @@ def small_run(tmp_path_factory):
     return tmp, r
 
 
+@pytest.mark.slow
 def test_small_suite_writes_complete_json(small_run):
     tmp, r = small_run
     doc = json.loads((tmp / "out.json").read_text())
@@ -58,6 +60,7 @@ def test_a_case_file_and_benchmark_json_give_one_answer_for_one_set_of_samples(s
             assert ours["extra_info"]["time"][field] == stats[field], field
 
 
+@pytest.mark.slow
 def test_each_case_is_persisted_in_its_own_file(small_run):
     tmp, _ = small_run
     files = sorted((tmp / "run" / "cases").glob("*.json"))
@@ -67,6 +70,7 @@ def test_each_case_is_persisted_in_its_own_file(small_run):
     assert not list((tmp / "run" / "cases").glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_impossible_cases_are_skipped_with_reasons(tmp_path):
     r = pytest_run(tmp_path, "--bench-models", "lenet", "--bench-modes", "infer",
                    "--bench-memory-formats", "contiguous", "--bench-precisions", "tf32,fp16",
@@ -77,6 +81,7 @@ def test_impossible_cases_are_skipped_with_reasons(tmp_path):
     assert "0 measured, 2 skipped" in r.stdout
 
 
+@pytest.mark.slow
 def test_resume_runs_only_what_is_missing(small_run, tmp_path):
     tmp, _ = small_run
     import shutil
@@ -89,6 +94,7 @@ def test_resume_runs_only_what_is_missing(small_run, tmp_path):
     assert len(store.finished_case_ids(run)) == 4
 
 
+@pytest.mark.slow
 def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path):
     (tmp_path / "conftest.py").write_text(
         "from resnets.suite.plugin import *  # noqa\n"
@@ -151,6 +157,7 @@ def test_run_cli_rejects_bad_input_in_one_line(args, message, tmp_path):
     assert not list(tmp_path.iterdir())  # no folder made (a wrong --resume once left one)
 
 
+@pytest.mark.slow
 def test_run_cli_measures_and_resumes(tmp_path):
     out = tmp_path / "myrun"
     r = run_cli("run", "--models", "lenet", "--modes", "infer", "--memory-formats", "contiguous",
@@ -164,6 +171,7 @@ def test_run_cli_measures_and_resumes(tmp_path):
     assert r.returncode == 2 and "--resume reuses" in r.stderr
 
 
+@pytest.mark.slow
 def test_convergence_runs_are_benchmarks_with_curves(tmp_path):
     from resnets.suite import convergence
 
@@ -184,6 +192,7 @@ def test_convergence_runs_are_benchmarks_with_curves(tmp_path):
     assert len(store.finished_case_ids(tmp_path / "run")) == 3
 
 
+@pytest.mark.slow
 def test_missing_dataset_folder_skips_with_what_to_put_where(tmp_path):
     from resnets.suite import convergence
 
