@@ -5,9 +5,11 @@
 
 For every group where the advice picks a variant (``resnets advise RUN``), this builds the
 pick and its baseline (``workload.build``, the step definition only: none of the engine's
-timer, warm-up, pairing or statistics) in one process, runs them alternately, ``rounds``
-times, each for ``seconds`` of back-to-back steps with one device sync at each end, and
-takes the median over rounds of the ratio of their step rates. It prints each pick's
+timer, warm-up, pairing or statistics) in one process with the engine's process settings
+(``Settings.apply``: threads, denormals, the allocator's thresholds, which are part of
+what a case is), runs them alternately, ``rounds`` times, each for ``seconds`` of
+back-to-back steps with one device sync at each end, and takes the median over rounds of
+the ratio of their step rates. It prints each pick's
 ratio beside the interval the report gave it, and how many land inside.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resnets.case import Case
 from resnets.measure.device import synchronizer
+from resnets.measure.runner import Settings
 from resnets.measure.workload import build, math_mode
 from resnets.report import advise, load
 
@@ -61,6 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--seconds", type=float, default=0.5)
     args = ap.parse_args(argv)
+    Settings().apply()
     df = load(args.run)
     inside = total = 0
     for a in advise(df):

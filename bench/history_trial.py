@@ -23,8 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from test_compare import noise_model  # noqa: E402  (the fixtures' own readers)
-from test_history import noise_series  # noqa: E402
+from records import noise_model, noise_series  # noqa: E402  (the test fixtures' readers)
 
 from resnets.history import Options, Series  # noqa: E402
 from resnets.history.analysis import detect  # noqa: E402

@@ -159,6 +159,7 @@ class Timing:
     threads: int | None = None
     threads_reason: str | None = None  # why that many (the free cores when it started)
     omp_wait_policy: str | None = None  # OpenMP's: PASSIVE threads sleep, ACTIVE ones spin
+    allocator: str | None = None      # host malloc's thresholds (measure.allocator)
     flush_denormal: bool | None = None
     cudnn_benchmark: bool | None = None
     seed: int | None = None

@@ -8,9 +8,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from resnets import store
 from resnets.case import Case
+from resnets.history import Series
 from resnets.schema import ConvergenceResult, Env, SpeedResult, Status
 from resnets.stats import Measurement
 
@@ -113,3 +115,19 @@ def write_cases(root, levels: dict, noise: float, seed: int):
                          seed=100 * k + i) for i, (case, lv) in enumerate(levels.items())},
             commit=commit)
     return root
+
+
+def noise_series(name, count, rng, slowdown=1.0, at=8, runs=12, max_shift=1.0):
+    """``count`` series of run medians (relative) drawn from the noise of real repeated
+    runs, of the cases whose run-to-run shift is below ``max_shift``."""
+    model = noise_model(name)
+    device = "cuda" if "cuda" in name else "cpu"
+    cases = sorted(c for c in model if model[c][1] < max_shift)
+    for i in range(count):
+        case = cases[i % len(cases)]
+        samples = [draw_run(model, case, rng, slowdown if k >= at else 1.0)
+                   for k in range(runs)]
+        q = np.array([np.quantile(s, [0.25, 0.5, 0.75]) for s in samples])
+        yield Series("env", case, device, pd.DataFrame({"run": range(runs), "commit": None,
+                                                        "q1": q[:, 0], "median": q[:, 1],
+                                                        "q3": q[:, 2], "samples": samples}))

@@ -91,7 +91,7 @@ def test_a_data_parallel_record_is_timed_like_a_single_device_one(scaling_run):
     tmp, single = scaling_run
     ddp = records(tmp / "run")["resnet20-train-cpu-contiguous-fp32-eager-bs16-3x32x32-ws2-ddp"]
     same = ("clock", "gc", "flush_denormal", "rel_ci", "budget_s", "min_rounds", "max_rounds",
-            "min_warmup_rounds", "min_warmup_s", "cudnn_benchmark", "seed")
+            "min_warmup_rounds", "min_warmup_s", "cudnn_benchmark", "seed", "allocator")
     assert {f: getattr(ddp.timing, f) for f in same} == {f: getattr(single.timing, f)
                                                          for f in same}
     assert ddp.timing.method.startswith(single.timing.method)

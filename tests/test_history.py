@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 from helpers import PAYLOADS, assert_inert_markdown
 from records import (
@@ -17,8 +16,7 @@ from records import (
     OTHER,
     RESNET18,
     START,
-    draw_run,
-    noise_model,
+    noise_series,
     steady,
     write_cases,
     write_run,
@@ -27,7 +25,7 @@ from scipy import stats as scipy_stats
 
 from resnets import cli
 from resnets.case import Case
-from resnets.history import Options, Series, history
+from resnets.history import Options, history
 from resnets.history.analysis import detect
 from resnets.stats import t_quantile, t_two_sided_p
 
@@ -148,22 +146,6 @@ def test_environments_never_share_a_series(tmp_path):
     found = history([tmp_path / "*"])
     assert sorted(s.env.split("threads=")[1] for s in found) == ["1", "2"]
     assert all(s.shifts == [] for s in found)
-
-
-def noise_series(name, count, rng, slowdown=1.0, at=8, runs=12, max_shift=1.0):
-    """``count`` series of run medians (relative) drawn from the noise of real repeated
-    runs, of the cases whose run-to-run shift is below ``max_shift``."""
-    model = noise_model(name)
-    device = "cuda" if "cuda" in name else "cpu"
-    cases = sorted(c for c in model if model[c][1] < max_shift)
-    for i in range(count):
-        case = cases[i % len(cases)]
-        samples = [draw_run(model, case, rng, slowdown if k >= at else 1.0)
-                   for k in range(runs)]
-        q = np.array([np.quantile(s, [0.25, 0.5, 0.75]) for s in samples])
-        yield Series("env", case, device, pd.DataFrame({"run": range(runs), "commit": None,
-                                                        "q1": q[:, 0], "median": q[:, 1],
-                                                        "q3": q[:, 2], "samples": samples}))
 
 
 def test_real_run_to_run_noise_raises_no_alarm():

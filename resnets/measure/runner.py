@@ -21,6 +21,7 @@ from ..case import INDUCTOR, Case
 from ..outcome import Outcome
 from ..schema import Env, SpeedResult, Status, Timing
 from ..stats import Measurement
+from .allocator import keep_warm
 from .busy import gpu_busy
 from .env import environment
 from .flops import count_flops
@@ -48,6 +49,7 @@ class Settings:
     threads_reason: str | None = None  # why ``threads`` (measure.load.choose_threads)
 
     def apply(self) -> None:
+        keep_warm()
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
         torch.set_flush_denormal(self.flush_denormal)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
@@ -66,7 +68,7 @@ class Settings:
         """The settings as ``schema.Timing`` fields."""
         return {**self.policy.timing_fields(), "threads": self.threads or os.cpu_count(),
                 "threads_reason": self.threads_reason,
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "allocator": keep_warm(),
                 "flush_denormal": self.flush_denormal, "seed": self.seed,
                 "cudnn_benchmark": self.cudnn_benchmark}
 
