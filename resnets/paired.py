@@ -8,7 +8,9 @@ little of it (LeNet 0.18 after normalising). Two processes timing the same case 
 alternating blocks cancel the machine's drift, but each process draws its own level
 (fresh processes against one reference process: sd 0.03-0.09 of log ratios; ResNet-20
 bf16 ran 32 ms in one and 42 ms in the other, steadily); two builds of the same case in
-*one* process, timed in alternating blocks, differed by sd 0.006-0.03.
+*one* process, timed in alternating blocks, differed by sd 0.006-0.03. Much of a
+process's own level was its heap (``measure.allocator``): with glibc's thresholds fixed,
+72 A/A pairs in two processes differed by sd 0.012 (``compare.noise.PAIRED_TWO``).
 
 How. So both versions are timed in one process: a pair worker (``python -m
 resnets.paired``, this version's code) imports each side's ``resnets`` package from its
