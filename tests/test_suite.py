@@ -189,6 +189,9 @@ def test_convergence_runs_are_benchmarks_with_curves(tmp_path):
         assert extra["kind"] == "convergence" and extra["status"] == "reached"
         assert b["stats"]["rounds"] == 1 and b["stats"]["data"] == [extra["train_s_to_target"]]
         assert extra["curve"]["test_acc"][-1] >= 0.9
+        # chosen as for a speed group (measure.load.choose_threads), and said why
+        assert extra["timing"]["threads"] == 1
+        assert extra["timing"]["threads_reason"].startswith("requested")
     assert len(store.finished_case_ids(tmp_path / "run")) == 3
 
 

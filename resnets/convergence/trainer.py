@@ -45,13 +45,15 @@ TRAIN_EVAL_SUBSET = 1000  # training images the eval-mode training error is meas
 def run(case: Case, dataset: str, target_acc: float, seed: int = 0, max_iters: int = 1000,
         eval_every: int | None = None, *, hp: HyperParams | None = None,
         stop_at_target: bool = True, data_root=None, download: bool = False,
-        threads: int | None = None, experiment: str | None = None,
+        threads: int | None = None, threads_reason: str | None = None,
+        experiment: str | None = None,
         progress: Callable[[dict], None] | None = None) -> ConvergenceResult:
     """Train ``case`` (mode "train") on ``dataset`` until ``target_acc``.
 
     ``hp`` defaults to ``default_hyperparams(case.model)`` with the case's batch size.
     ``stop_at_target=False`` keeps training to ``max_iters`` (for whole curves).
     ``progress`` is called with the latest curve point after every evaluation.
+    ``threads_reason`` says why ``threads`` (the suite chooses them from the free cores).
     Raises ``UserError`` for bad arguments or missing data; never for a diverging run."""
     from ..measure.env import environment
     from ..measure.runner import Settings, release_memory
@@ -97,7 +99,8 @@ def run(case: Case, dataset: str, target_acc: float, seed: int = 0, max_iters: i
         resolution=("time/iterations to target: bracketed by the evaluations around it, "
                     + (f"every {hp.eval_every} iterations" if hp.eval_every else
                        "every 5 iterations to 100, then 25% further apart")),
-        threads=outcome.threads, flush_denormal=settings.flush_denormal,
+        threads=outcome.threads, threads_reason=threads_reason,
+        allocator=settings.timing_fields()["allocator"], flush_denormal=settings.flush_denormal,
         cudnn_benchmark=settings.cudnn_benchmark, seed=seed, case_s=time.perf_counter() - t0)
     return _record(case, dataset, target_acc, seed, max_iters, hp, ds, outcome, timing,
                    Env(**env), stop_at_target, experiment)

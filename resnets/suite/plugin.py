@@ -270,10 +270,14 @@ class BenchSession:
             skeleton.error = reason
             self.skip(benchmark, skeleton, group)
         try:
+            # Threads from the cores free now, as for a speed group: two threads beside
+            # one busy process on two cores took minutes per LeNet trial instead of seconds.
+            settings = self._settings_now()
             with self.journal.attempt(replace(skeleton, status=Status.CRASHED)):
                 result = convergence.run_trial(trial, data_root=self.opts["data_root"],
                                                download=self.opts["download"],
-                                               threads=self.settings.threads)
+                                               threads=settings.threads,
+                                               threads_reason=settings.threads_reason)
         except UserError as exc:  # e.g. the dataset folder is missing: say so, go on
             skeleton.error = str(exc)
             self.skip(benchmark, skeleton, group)
