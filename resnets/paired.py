@@ -45,6 +45,7 @@ from pathlib import Path
 from . import children
 from .case import Case
 from .errors import UserError
+from .measure.allocator import child_env
 from .measure.load import Snapshot, other_cores
 from .outcome import Outcome
 from .schema import Env, SchemaError
@@ -137,7 +138,7 @@ class Side:
         first on the path, so a gate started from a checkout would otherwise give every
         side that checkout's ``resnets`` (the pair worker, with no source of its own,
         starts beside this ``resnets``)."""
-        env = dict(os.environ)
+        env = child_env()  # the same heap on both sides, whichever version each runs
         if self.src is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(self.src).resolve()),
                                                               env.get("PYTHONPATH")]))

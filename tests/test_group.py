@@ -80,6 +80,9 @@ def test_a_paired_group_measured_under_load_is_still_judged(tmp_path):
     busy = _paired_run(tmp_path, 0.01, 0.005, drift=0.4, timing=Timing(other_cores=1.0))
     (a,) = advise(load([busy]))
     assert a.pick == "contiguous-bf16-eager" and a.note is None and not a.loaded
+    assert "1.0 cores busy" in a.paired_load and a.efficient is None  # absolute: loaded
+    (quiet,) = advise(load([_paired_run(tmp_path / "q", 0.01, 0.005, drift=0.4)]))
+    assert quiet.paired_load is None
 
 
 def test_threads_follow_the_free_cores_unless_requested():

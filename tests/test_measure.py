@@ -189,6 +189,18 @@ def test_the_heap_stays_warm_so_steps_take_no_page_faults():
     assert faults["default"] > 100 * max(1.0, faults["warm"]), faults
 
 
+def test_workers_of_other_versions_get_the_same_heap():
+    """The gate's and bisect's other side may run code from before ``keep_warm``: the
+    workers and torchrun launches this version starts get glibc's thresholds through
+    its environment variables, and a user's own values are kept."""
+    from resnets.measure.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, child_env
+
+    env = child_env({"PATH": "/bin"})
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == str(TRIM_THRESHOLD) and env["PATH"] == "/bin"
+    assert child_env({"MALLOC_MMAP_THRESHOLD_": "65536"})["MALLOC_MMAP_THRESHOLD_"] == "65536"
+
+
 def test_measure_records_how_it_measured():
     r = measure(Case("lenet", "train", batch_size=8, input_shape=(1, 28, 28)), FAST)
     assert r.samples_per_s == pytest.approx(8 / r.time.median)

@@ -62,6 +62,8 @@ def lines(advice) -> list[str]:
             v, best, mine = a.efficient
             out.append(f"    most energy-efficient: {v}, {best:.3g} samples/J against "
                        f"{mine:.3g} for {a.pick or a.baseline}")
+        if a.paired_load:
+            out.append(f"    {a.paired_load}")
         if a.loaded:
             out.append(f"    not judged (measured while other work kept cores busy; rerun): "
                        f"{', '.join(a.loaded)}")

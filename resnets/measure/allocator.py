@@ -15,11 +15,15 @@ and ``MALLOC_TRIM_THRESHOLD_``) the lone case ran 25.3 samples/s, as in the grou
 So the engine fixes both thresholds once per process (``mallopt``) before anything is
 built: freed blocks are reused, as PyTorch's caching allocator does on CUDA and as a long
 training loop settles into, and every variant is timed with the same allocator however it
-is launched. The record says what was set (``timing.allocator``).
+is launched. The record says what was set (``timing.allocator``). The processes this
+version starts for code that may predate it (the gate's and bisect's other side, in its
+own worker or torchrun) get the same thresholds through glibc's environment variables
+(``child_env``), so a gate never calls the heap a change of the code.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # glibc's <malloc.h>
@@ -37,12 +41,28 @@ def keep_warm() -> str:
     return _state
 
 
+def child_env(env: dict | None = None) -> dict:
+    """``env`` (default: this process's) with glibc's thresholds set as ``keep_warm``
+    sets them, unless already given."""
+    out = dict(os.environ if env is None else env)
+    out.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))
+    out.setdefault("MALLOC_TRIM_THRESHOLD_", str(TRIM_THRESHOLD))
+    return out
+
+
 def _set() -> str:
     libc, _ = platform.libc_ver()
     if libc != "glibc":
         return f"system default ({libc or 'not glibc'}: no mallopt)"
-    mallopt = ctypes.CDLL(None).mallopt
-    if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):
+    here, glibc = ctypes.CDLL(None), ctypes.CDLL("libc.so.6")
+    if (ctypes.cast(here.malloc, ctypes.c_void_p).value
+            != ctypes.cast(glibc.malloc, ctypes.c_void_p).value):
+        # jemalloc or tcmalloc preloaded: glibc's mallopt would report success and do nothing
+        return "system default (malloc is not glibc's: a preloaded allocator)"
+    mmap = glibc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    trim = glibc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    if mmap and trim:
         return (f"glibc, mmap threshold {MMAP_THRESHOLD >> 20} MiB, trim threshold "
                 f"{TRIM_THRESHOLD >> 20} MiB (freed blocks reused)")
-    return "system default (glibc refused mallopt)"
+    return (f"glibc refused mallopt for the {'trim' if mmap else 'mmap'} threshold"
+            + (" (mmap threshold set)" if mmap else ""))

@@ -50,6 +50,7 @@ from ..case import Case
 from ..errors import UserError
 from ..outcome import Outcome
 from ..schema import SchemaError
+from .allocator import child_env
 
 TIMEOUT_S = 300        # a collective that waits this long means a rank is gone
 COMM_REPEATS = 10
@@ -103,10 +104,9 @@ def launch(case: Case, settings, workdir: Path | None = None, timeout_s: float =
     from ..store import atomic_write_text
 
     atomic_write_text(request, json.dumps({"case": case.key(), "settings": settings.to_dict()}))
-    env = None
+    env = child_env()  # the heap as this version's ranks set it, whichever code they run
     if src is not None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
     proc = _torchrun(torchrun_command(case, settings, request, out, python), timeout_s, env)
     if isinstance(proc, str):
         return Outcome.failed(proc)

@@ -178,6 +178,8 @@ class Advice:
     slower: list[tuple[str, float, float, float]] = field(default_factory=list)
     unclear: list[str] = field(default_factory=list)  # faster or slower within noise
     loaded: list[str] = field(default_factory=list)   # measured under load: not judged
+    # A paired group timed under load: its ratios hold, its absolute numbers do not.
+    paired_load: str | None = None
     # The most energy-efficient variant when it is not the pick: (variant, its samples per
     # joule, the pick's (or baseline's) samples per joule).
     efficient: tuple[str, float, float] | None = None
@@ -259,8 +261,13 @@ def advise(df: pd.DataFrame, baseline: str | None = None, accuracy: pd.DataFrame
             a.accuracy = judged[a.pick][1]
         if len(loaded) and not a.note:
             a.loaded = list(loaded["variant"])
+        busiest = max(_busy(r, r) for r in g["row"])
+        if g["paired"].any() and busiest > BUSY_CORES and not a.note:
+            a.paired_load = (f"timed side by side while other work kept {busiest:.1f} cores "
+                             f"busy: the speed-ups hold, the samples/s are a loaded machine's")
         if not a.note:
-            a.efficient = _most_efficient(g[g["busy"] <= BUSY_CORES], a.pick or a.baseline)
+            a.efficient = (None if a.paired_load else
+                           _most_efficient(g[g["busy"] <= BUSY_CORES], a.pick or a.baseline))
             a.why_slow = _why_slow(a, g)
         a.unpaired = _unpaired(g)
         out.append(a)
@@ -376,6 +383,8 @@ def advice_rows(advice: list[Advice]) -> pd.DataFrame:
             extra.append(a.note)
         elif a.unclear and a.pick is None:
             extra.append(f"within noise: {', '.join(a.unclear)}")
+        if a.paired_load:
+            extra.append(a.paired_load)
         if a.loaded:
             extra.append(f"not judged, measured while other work kept cores busy (rerun): "
                          f"{', '.join(a.loaded)}")
