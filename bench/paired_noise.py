@@ -47,7 +47,7 @@ def main(folders: list[str]) -> int:
     for folder in folders:
         for case, got in pairs(Path(folder)).items():
             every[case] += got
-    pooled_d, pooled_se = [], []
+    pooled_d, pooled_se, used = [], [], 0
     print(f"{'case':62s} pairs  sd(d)   rms se  excess  excess/se")
     for case, got in sorted(every.items()):
         ds, ses = [d for d, _ in got], [se for _, se in got]
@@ -58,6 +58,7 @@ def main(folders: list[str]) -> int:
         excess = math.sqrt(max(0.0, sd * sd - rms * rms))
         pooled_d += [d - statistics.fmean(ds) for d in ds]
         pooled_se += ses
+        used += 1
         print(f"{case[:62]:62s} {len(ds):5d} {sd:7.4f} {rms:7.4f} {excess:7.4f} "
               f"{excess / rms if rms else math.inf:8.2f}")
     if len(pooled_d) < 2:
@@ -65,10 +66,10 @@ def main(folders: list[str]) -> int:
         return 1
     # Pooled over cases (each case's own mean removed: an A/A case's true ratio is 1, its
     # mean a chance offset shared by its pairs, so removing it is conservative by 1 df per case).
-    dof = len(pooled_d) - len(every)
+    dof = len(pooled_d) - used
     sd = math.sqrt(sum(d * d for d in pooled_d) / max(1, dof))
     rms = math.sqrt(statistics.fmean(s * s for s in pooled_se))
-    print(f"pooled: {len(pooled_d)} pairs over {len(every)} cases ({dof} df): sd {sd:.4f}, "
+    print(f"pooled: {len(pooled_d)} pairs over {used} cases ({dof} df): sd {sd:.4f}, "
           f"rms block se {rms:.4f}, excess {math.sqrt(max(0.0, sd * sd - rms * rms)):.4f}")
     return 0
 
