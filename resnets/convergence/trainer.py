@@ -55,6 +55,7 @@ def run(case: Case, dataset: str, target_acc: float, seed: int = 0, max_iters: i
     ``progress`` is called with the latest curve point after every evaluation.
     ``threads_reason`` says why ``threads`` (the suite chooses them from the free cores).
     Raises ``UserError`` for bad arguments or missing data; never for a diverging run."""
+    from ..measure.allocator import keep_warm
     from ..measure.env import environment
     from ..measure.runner import Settings, release_memory
     from ..measure.workload import check_input_shape, math_mode, runtime_skip_reason
@@ -100,7 +101,7 @@ def run(case: Case, dataset: str, target_acc: float, seed: int = 0, max_iters: i
                     + (f"every {hp.eval_every} iterations" if hp.eval_every else
                        "every 5 iterations to 100, then 25% further apart")),
         threads=outcome.threads, threads_reason=threads_reason,
-        allocator=settings.timing_fields()["allocator"], flush_denormal=settings.flush_denormal,
+        allocator=keep_warm(), flush_denormal=settings.flush_denormal,
         cudnn_benchmark=settings.cudnn_benchmark, seed=seed, case_s=time.perf_counter() - t0)
     return _record(case, dataset, target_acc, seed, max_iters, hp, ds, outcome, timing,
                    Env(**env), stop_at_target, experiment)

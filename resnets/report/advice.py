@@ -77,7 +77,7 @@ def speedups(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
         for _, r in group.iterrows():
             paired = pairs.get(r["variant"])
             side_by_side = paired is not None or (r["variant"] == base_name and base_paired)
-            d, se = (0.0, 0.0) if r["variant"] == base_name else change(r, b)
+            d, se = (0.0, 0.0) if r["variant"] == base_name else (paired or change(r, b))
             ratio, low, high = log_interval(d, se)
             rows.append({**{k: r[k] for k in ROW_KEYS}, "variant": r["variant"],
                          "baseline": base_name, "samples_per_s": r["samples_per_s"],
