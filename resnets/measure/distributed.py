@@ -340,6 +340,10 @@ def run_rank(case: Case, settings) -> Outcome | None:
             return Outcome.skipped(str(exc)) if rank == 0 else None
         peaks = _gathered(record.peak_memory_bytes)
         if rank != 0:
+            # Leave with rank 0: a rank that tears its process group down while rank 0
+            # still builds the record can end in gloo's "connection closed" abort (a
+            # rank exited with -6, once, on a loaded 2-core machine).
+            dist.barrier()
             return None
         record.peak_memory_bytes = max(peaks)
         record.memory_method = f"per device, the largest over ranks: {record.memory_method}"
@@ -351,6 +355,7 @@ def run_rank(case: Case, settings) -> Outcome | None:
             if record.compute_s is not None and comm[0] > 0:
                 exposed = max(0.0, record.latency_s - record.compute_s)
                 record.comm_hidden = min(1.0, max(0.0, 1 - exposed / comm[0]))
+        dist.barrier()
         return Outcome.ok(record)
     finally:
         with contextlib.suppress(Exception):
