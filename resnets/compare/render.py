@@ -89,7 +89,7 @@ def markdown(cmp: Comparison, limit: int = MAX_COMMENT, intro=()) -> str:
             "", "_change: candidate vs baseline median step time (+ = slower); a regression "
             "needs the change beyond the threshold and p (Holm) below alpha._", ""]
     body = markdown_table(_COLUMNS, [_row(c) for c in shown]) if shown else ""
-    if len("\n".join(head + [body] + tail)) > limit:
+    if len("\n".join(head + [body, ""] + tail)) > limit:  # as returned below
         rows, budget = [], limit - len("\n".join(head + tail)) - 400
         for c in shown:
             line = markdown_table(_COLUMNS, [_row(c)]).splitlines()[-1]
