@@ -25,18 +25,24 @@ def _denormals_restored():
 
 
 def pytest_collection_modifyitems(items):
-    """With ``--dist loadgroup`` (the README's test command) tests spread over the workers
-    one by one, so no file's long tail holds a worker to the end; a test that uses a
-    module- or session-scoped fixture of its own file stays with that file's other users
-    of it (an xdist group per file), so the expensive run behind the fixture is made once.
-    A test that uses a fixture marked ``helpers.slow_setup`` is ``slow``."""
+    """A test that uses a fixture marked ``helpers.slow_setup`` is ``slow``. The expensive
+    runs behind such fixtures are session fixtures made once through ``helpers.once``,
+    whichever xdist worker asks first, while another worker that needs one waits. So the
+    order is: the first user of each such fixture, then the other slow tests, then the
+    rest: both workers start by making different runs (not one making, one waiting), the
+    long tests go early and the short ones fill both workers' ends. (``--dist loadgroup``
+    would keep a file's users of a fixture on one worker, but pytest 9.2 ignores the group
+    suffix pytest-xdist 3.8 writes into node ids: pytest-xdist#1386.)"""
+    makers, seen = set(), set()
     for item in items:
         defs = getattr(item, "_fixtureinfo", None)
         if defs is None:
             continue
         used = [d for name in item.fixturenames for d in defs.name2fixturedefs.get(name, ())]
-        if any(d.scope in ("module", "session") and d.baseid
-               and d.baseid.split("::")[0] == item.nodeid.split("::")[0] for d in used):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-        if any(getattr(d.func, "slow_setup", False) for d in used):
+        slow = [d for d in used if getattr(d.func, "slow_setup", False)]
+        if slow:
             item.add_marker(pytest.mark.slow)
+        if any(d not in seen for d in slow):
+            makers.add(item)
+            seen.update(slow)
+    items.sort(key=lambda it: 0 if it in makers else 1 if it.get_closest_marker("slow") else 2)

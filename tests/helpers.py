@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from resnets import cli as _cli
 from resnets.suite import speed
@@ -22,6 +24,29 @@ def slow_setup(fixture):
     every test that uses it is then marked ``slow`` (conftest), out of the fast subset."""
     fixture.slow_setup = True
     return fixture
+
+
+def once(request, name: str, make) -> Path:
+    """A folder that ``make(folder)`` fills once per test session, however many xdist
+    workers ask for it: the first makes it under a file lock in the session's shared
+    temporary root, the others wait and reuse it. For the expensive runs behind session
+    fixtures: a module fixture is made again by every worker that runs one of its users,
+    and ``--dist loadgroup`` no longer keeps them together (pytest 9.2 ignores the group
+    suffix pytest-xdist 3.8 writes into node ids: pytest-xdist#1386). Tests that only read
+    the folder share it; a test that changes it copies it first."""
+    from filelock import FileLock
+
+    base = request.getfixturevalue("tmp_path_factory").getbasetemp()
+    if hasattr(request.config, "workerinput"):  # a worker's own folder is under the session's
+        base = base.parent
+    folder, made = base / name, base / name / ".made"
+    with FileLock(str(base / f"{name}.lock")):
+        if not made.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            made.touch()
+    return folder
 
 
 def pytest_run(tmp, *args, suite=SPEED):

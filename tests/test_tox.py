@@ -43,7 +43,7 @@ def test_each_env_has_its_own_env_dir_and_gets_the_arguments():
     assert len({got[e]["env_dir"] for e in ENVS}) == len(ENVS)
     assert got["bench"]["commands"] == "resnets run --preset quick --dry-run"
     assert got["report"]["commands"] == "resnets report --dry-run"
-    assert got["test"]["commands"].startswith("python -m pytest tests -q -n 2 --dist loadgroup")
+    assert got["test"]["commands"].startswith("python -m pytest tests -q -n 2 --dist load")
     assert got["lint"]["skip_install"] == "True"  # lint never installs torch
 
 
