@@ -1,16 +1,17 @@
 """``resnets bisect``: the bisection logic with a fake probe (which commits are probed,
 skips, unclear probes, the probe bound), and end to end on CPU in temporary git
-repositories of 16 commits, one of which slows a model by 30%, one of which has no
-change at all."""
+repositories of 5 commits, one of which slows a model by 30%, one of which has no
+change at all. (Every probe end to end is a gate of its own, seconds of start-up: the
+fake covers the long ranges, the real ones are as short as still probes a good and a
+bad middle.)"""
 import json
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import cli as run_cli
 from helpers import git
 from records import CASE, OTHER, RESNET18, write_run
 
@@ -210,21 +211,23 @@ def _slow(model):
     return model
 '''
 SLOWED = "lenet_bn-infer"
-CULPRIT = 11  # 1-based: commit 1 is the good end
+COMMITS = 5
+CULPRIT = 4  # 1-based: commit 1 is the good end; probed: 5 (the bad end), 3, then 4
+GOOD_END = f"main~{COMMITS - 1}"
 ARGS = ["--preset", "quick", "--models", "lenet,lenet_bn", "--modes", "infer", "--devices",
         "cpu", "--memory-formats", "contiguous", "--precisions", "fp32", "--time-budget", "0.5",
         "--repeats", "1", "--alpha", "0.001", "--threads", "1"]
 
 
 def make_repo(root: Path, slow_at: int | None) -> list[str]:
-    """16 commits of this checkout's package (each touching a notes file); commit
+    """COMMITS commits of this checkout's package (each touching a notes file); commit
     ``slow_at`` also slows lenet_bn's forward by 30%. Returns the commit ids, oldest first."""
     shutil.copytree(ROOT / "resnets", root / "resnets",
                     ignore=shutil.ignore_patterns("__pycache__"))
     git(root, "init", "-q", "-b", "main")
     registry = root / "resnets" / "models" / "registry.py"
     shas = []
-    for k in range(1, 17):
+    for k in range(1, COMMITS + 1):
         (root / "NOTES").write_text(f"commit {k}\n")
         if k == slow_at:
             registry.write_text(registry.read_text().replace(
@@ -238,18 +241,19 @@ def make_repo(root: Path, slow_at: int | None) -> list[str]:
 
 
 def run_bisect(repo, out, *extra):
-    return subprocess.run([sys.executable, "-m", "resnets", "bisect", "--repo", str(repo),
-                           *ARGS, *extra, "-o", str(out)], capture_output=True, text=True,
-                          timeout=900)
+    """``resnets bisect`` in this process (each probe's pair worker is a process of its
+    own): a fresh interpreter would add seconds of start-up and imports."""
+    return run_cli("bisect", "--repo", repo, *ARGS, *extra, "-o", out)
 
 
 @pytest.mark.slow
 def test_the_commit_that_slows_a_model_is_found(tmp_path):
-    """Commit 11 of 16 slows lenet_bn 30%; lenet (the control) never changes. The
-    bisection names commit 11 in at most 6 probes, with its change, and lenet has no
+    """Commit 4 of 5 slows lenet_bn 30%; lenet (the control) never changes. The
+    bisection names commit 4 within the probe bound (one more where a probe read noisy
+    and its neighbour was probed instead), with its change, and lenet has no
     regression; bisect.json reads back in resnets history."""
     shas = make_repo(tmp_path / "repo", CULPRIT)
-    r = run_bisect(tmp_path / "repo", tmp_path / "out", "--good", "main~15", "--bad", "main")
+    r = run_bisect(tmp_path / "repo", tmp_path / "out", "--good", GOOD_END, "--bad", "main")
     print(r.stdout, r.stderr[-3000:])
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     doc = json.loads((tmp_path / "out" / "probes.json").read_text())
@@ -259,12 +263,14 @@ def test_the_commit_that_slows_a_model_is_found(tmp_path):
     control = next(k for k in doc["answers"] if k.startswith("lenet-infer"))
     assert doc["answers"][slowed]["first_bad"] == shas[CULPRIT - 1]
     assert doc["answers"][control]["status"] == NO_REGRESSION
-    assert doc["probes_used"] <= 6
+    assert doc["probes_used"] <= max_probes(COMMITS - 1) + 1
     assert f"{doc['probes_used']} probe(s)" in r.stdout
     found = json.loads((tmp_path / "out" / "bisect.json").read_text())
     assert list(found) == [slowed] and found[slowed]["first_bad"] == shas[CULPRIT - 1]
     assert found[slowed]["low"] < found[slowed]["change"] < found[slowed]["high"]
-    assert 1.1 < found[slowed]["change"] < 1.6
+    # 1.3 on a quiet machine; more under load, where the spinning head is preempted more
+    # (a busy 2-core machine read 1.66 once); a reading of the wrong case or end is ~1.
+    assert 1.1 < found[slowed]["change"] < 2
     assert shas[CULPRIT - 1][:12] in (tmp_path / "out" / "bisect.md").read_text()
     from resnets.history import bisect_results
 
@@ -276,7 +282,7 @@ def test_the_commit_that_slows_a_model_is_found(tmp_path):
 @pytest.mark.slow
 def test_nothing_changed_names_no_culprit(tmp_path):
     make_repo(tmp_path / "repo", None)
-    r = run_bisect(tmp_path / "repo", tmp_path / "out", "--good", "main~15", "--bad", "main",
+    r = run_bisect(tmp_path / "repo", tmp_path / "out", "--good", GOOD_END, "--bad", "main",
                    "--models", "lenet_bn")
     print(r.stdout, r.stderr[-3000:])
     assert r.returncode == 1, r.stdout + r.stderr[-3000:]
@@ -302,22 +308,26 @@ def test_a_commit_that_does_not_start_or_whose_case_fails_is_skipped_with_why(tm
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "good")
+    init = repo / "resnets" / "__init__.py"
+    package = init.read_text()
+    init.write_text(package + "raise RuntimeError('broken package')\n")
+    git(repo, "commit", "-qam", "broken")
+    init.write_text(package)
     registry = repo / "resnets" / "models" / "registry.py"
     registry.write_text(registry.read_text().replace(
         "    return _BUILDERS[_check(name)](**kwargs)",
         "    return _raising(name, _BUILDERS[_check(name)](**kwargs))") + RAISING)
     git(repo, "commit", "-qam", "a forward that raises")
-    init = repo / "resnets" / "__init__.py"
-    init.write_text(init.read_text() + "raise RuntimeError('broken package')\n")
-    git(repo, "commit", "-qam", "broken")
-    good, raising, broken = git(repo, "rev-list", "--reverse", "main").split()
+    good, broken, raising = git(repo, "rev-list", "--reverse", "main").split()
     cases = Selection("quick", models=("lenet", "lenet_bn"), modes=("infer",),
                       devices=("cpu",), memory_formats=("contiguous",),
                       precisions=("fp32",)).cases()
     ids = [c.id for c in cases]
     args = SimpleNamespace(time_budget=0.1, preset="quick", rel_ci=0.02, min_rounds=10,
                            threads=1, no_flush_denormal=False)
-    measure = GateMeasure(repo, tmp_path / "out", {GOOD: good, BAD: broken}, cases,
+    # The bad end starts: a case noisy against the good end is timed against it next (a
+    # bad end that did not start made that second timing fail on a loaded machine).
+    measure = GateMeasure(repo, tmp_path / "out", {GOOD: good, BAD: raising}, cases,
                           timing_settings(args), Options(), repeats=1)
     try:
         with pytest.raises(ProbeFailed, match="could not start.*broken package"):
@@ -326,11 +336,13 @@ def test_a_commit_that_does_not_start_or_whose_case_fails_is_skipped_with_why(tm
     finally:
         measure.close()
     # The raising case is skipped at its first timing, with its error; lenet_bn, beside it,
-    # is timed there (unchanged, or noisy on a loaded machine, and then timed again).
+    # is timed there (unchanged, or noisy on a loaded machine, and then timed again: each
+    # timing after the first is lenet_bn's alone).
     assert states[ids[0]] == SKIPPED and len(readings[ids[0]]) == 1 and error is None
     assert "forward raises" in readings[ids[0]][0].note
     assert readings[ids[1]] and readings[ids[1]][0].verdict not in UNTIMED
-    assert timings == 1 + (readings[ids[1]][0].verdict == "noisy")
+    assert timings == len(readings[ids[1]])
+    assert timings == 1 or readings[ids[1]][0].verdict == "noisy"
     assert git(repo, "worktree", "list").count("\n") == 0
     assert not (tmp_path / "out" / "src").exists()
 

@@ -1,12 +1,11 @@
 """Datasets: the digits split, synthetic data, torchvision folders and their errors (offline)."""
-import subprocess
-import sys
+import json
 
 import datasets
 import numpy as np
 import pytest
 import torch
-from helpers import pytest_run
+from helpers import cli, pytest_run
 
 from resnets import data
 from resnets.errors import UserError
@@ -141,11 +140,11 @@ def test_augmented_digits_are_harder_copies_named_as_such():
     assert torch.equal(again.train_x, d.train_x)
 
 
-@pytest.mark.slow
 def test_cli_missing_data_folder_exits_2_with_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "resnets", "train", "lenet", "--dataset",
-                        "cifar10", "--data-root", str(tmp_path / "none"), "--out",
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    """``resnets train`` in this process (``helpers.cli``, which also refuses a traceback):
+    the error is the command's, and a fresh interpreter only adds its torch import."""
+    r = cli("train", "lenet", "--dataset", "cifar10", "--data-root", tmp_path / "none",
+            "--out", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "CIFAR-10 not found under" in lines[0], r.stderr
@@ -155,23 +154,28 @@ def test_cli_missing_data_folder_exits_2_with_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_train_cli_on_fashion_mnist_files(tmp_path):
+    """In this process (``helpers.cli``): the files are what is tested here; ``resnets
+    train`` in a fresh interpreter is test_convergence's."""
     datasets.write_fashion_mnist(tmp_path / "data", 300, 100)
-    r = subprocess.run([sys.executable, "-m", "resnets", "train", "lenet_bn", "--dataset",
-                        "fashion-mnist", "--data-root", str(tmp_path / "data"), "--max-iters",
-                        "30", "--threads", "1", "-o", str(tmp_path / "out")],
-                       capture_output=True, text=True, timeout=300)
+    r = cli("train", "lenet_bn", "--dataset", "fashion-mnist", "--data-root", tmp_path / "data",
+            "--max-iters", "30", "--threads", "1", "-o", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "lenet_bn" in r.stdout and len(list((tmp_path / "out" / "cases").glob("*.json"))) == 1
 
 
 @pytest.mark.slow
 def test_the_suite_trains_on_cifar10_batches(tmp_path):
-
+    """One of the experiment's three seeds (``-k seed0``): the files, not the seeds, are
+    what is tested, and each seed is 150 ResNet-20 iterations."""
     from resnets.suite import convergence
 
     datasets.write_cifar10(tmp_path / "data", per_batch=60, test=60)
     r = pytest_run(tmp_path, "--bench-experiments", "degradation", "--bench-models", "resnet20",
                    "--bench-dataset", "cifar10", "--bench-data-root", str(tmp_path / "data"),
-                   "--bench-threads", "1", "--bench-out", str(tmp_path / "run"),
+                   "--bench-threads", "1", "--bench-out", str(tmp_path / "run"), "-k", "seed0",
                    suite=convergence.__file__)
-    assert r.returncode == 0 and "3 measured" in r.stdout, r.stdout[-2000:]
+    assert r.returncode == 0 and "1 measured" in r.stdout, r.stdout[-2000:]
+    (case,) = (tmp_path / "run" / "cases").glob("*.json")
+    info = json.loads(case.read_text())["benchmarks"][0]["extra_info"]
+    assert info["dataset_info"]["source"] == f"CIFAR-10 files under {tmp_path / 'data'}"
+    assert info["dataset_info"]["n_train"] == 5 * 60 and info["iters_run"] > 0

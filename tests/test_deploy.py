@@ -3,6 +3,7 @@ on CPU (export, package, load, time; quantize, calibrate, compile, time), their 
 reasons, the accuracy evaluation of a trained model in every form, and how the report,
 the advice and the comparison take them. AOTInductor compiles for tens of seconds on a
 2-core CPU: one package is built per module (``aoti``) and every check reads it."""
+import contextlib
 import json
 
 import pytest
@@ -41,13 +42,38 @@ def _engine(case: Case) -> dict:
         return {"record": run.finish(), "shipped": shipped, "eager": eager, "ops": ops}
 
 
+@pytest.fixture(scope="session")
+def inductor_isa():
+    """Inductor's probe of the CPU's vector ISAs, done once per process (torch caches it):
+    it compiles and loads a test program per ISA, 10-25 s on a loaded 2-core machine
+    unless torch's cache folder holds them. The engine compiles each case in a fresh,
+    empty cache folder; the first compile of a process would make the probe there, in
+    the case's compile time. Made here, in torch's own cache folder (once for both
+    workers, which wait on torch's lock), it is the machine's, not the case's."""
+    from torch._inductor import cpu_vec_isa
+
+    cpu_vec_isa.valid_vec_isa_list()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """LeNet's small ops on one thread, put back after: on a loaded 2-core machine two
+    OpenMP threads made each step many times slower (see test_convergence)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def aoti():
+def aoti(inductor_isa):
     return _engine(Case(**LENET, compile="export-aoti"))
 
 
 @pytest.fixture(scope="module")
-def int8():
+def int8(inductor_isa):
     return _engine(Case(**{**LENET, "model": "lenet_bn"}, precision="int8", compile="compile"))
 
 
@@ -169,10 +195,12 @@ def test_padded_batches_feed_a_static_graph_exactly_its_batch():
 
 
 @pytest.mark.slow
-def test_accuracy_of_a_trained_model_in_every_form():
+def test_accuracy_of_a_trained_model_in_every_form(inductor_isa):
+    """Trained on one thread (``one_thread``); the forms are built and run as shipped."""
     recipe = accuracy.recipe("lenet_bn")
     assert recipe.experiment == "bn" and recipe.case.input_shape == (1, 28, 28)
-    model, ds, iters = accuracy.train(recipe, seed=0, iters=40)
+    with one_thread():
+        model, ds, iters = accuracy.train(recipe, seed=0, iters=40)
     assert iters == 40
     skipped = []
     rows = accuracy.evaluate(model, "lenet_bn", ds, 0, dataset="digits", iters=iters,

@@ -1,11 +1,10 @@
 """Real inputs through a DataLoader, and batch-size sweeps: what exists on CPU."""
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
+from helpers import cli, once, slow_setup
 
 from resnets import store
 from resnets.case import Case
@@ -19,9 +18,12 @@ SHORT = Settings(policy=TimingPolicy(budget_s=0.2, min_rounds=3, warmup_rounds=1
                                      warmup_s=0.0), count_flops=False)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
+@pytest.fixture(scope="session")
+@slow_setup
+def images(request):
+    """The generated JPEGs, made once per session however many workers read them; the
+    tests only read them (``image_folder`` finds the folder it made and returns it)."""
+    root = once(request, "test_inputs-images", pipeline.image_folder)
     return pipeline.image_folder(root)
 
 
@@ -117,13 +119,15 @@ def test_sweep_stops_at_a_failure():
 
 @pytest.mark.slow
 def test_auto_batch_sizes_record_every_point_and_the_knee(tmp_path):
+    """``resnets run`` in this process (``helpers.cli``; its pytest child is the suite
+    itself), one thread (a loaded 2-core machine times two threads' waits, not LeNet),
+    and the report the run writes at its end: the sweep table of ``write_report``, which
+    ``resnets report`` writes too."""
     run = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "resnets", "run", "--models", "lenet",
-                        "--modes", "infer", "--devices", "cpu", "--memory-formats",
-                        "contiguous", "--precisions", "fp32", "--compile", "eager",
-                        "--batch-sizes", "auto", "--no-convergence", "--time-budget", "0.1",
-                        "--min-rounds", "3", "-o", str(run)], capture_output=True, text=True,
-                       timeout=600)
+    r = cli("run", "--models", "lenet", "--modes", "infer", "--devices", "cpu",
+            "--memory-formats", "contiguous", "--precisions", "fp32", "--compile", "eager",
+            "--batch-sizes", "auto", "--no-convergence", "--time-budget", "0.1",
+            "--min-rounds", "3", "--threads", "1", "-o", run, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     docs = [json.loads(p.read_text()) for p in (run / store.CASES_DIR).glob("*.json")]
     extra = [d["benchmarks"][0]["extra_info"] for d in docs]
@@ -131,10 +135,7 @@ def test_auto_batch_sizes_record_every_point_and_the_knee(tmp_path):
     assert batches[:4] == [1, 2, 4, 8] and 64 in batches
     knees = {e["knee_batch"] for e in extra}
     assert len(knees) == 1 and knees.pop() in batches
-    rep = subprocess.run([sys.executable, "-m", "resnets", "report", str(run), "-o",
-                          str(tmp_path / "rep")], capture_output=True, text=True, timeout=300)
-    assert rep.returncode == 0, rep.stderr
-    table = pd.read_csv(tmp_path / "rep" / "tables" / "sweep.csv")
+    table = pd.read_csv(run / "tables" / "sweep.csv")
     assert len(table) == 1 and table["knee batch"].iloc[0] in batches
 
 

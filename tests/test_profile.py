@@ -5,12 +5,13 @@ were measured in, whatever the machine's speed.
 """
 import csv
 import json
+import pickle
 import subprocess
 import sys
 
 import pytest
 import torch
-from helpers import slow_setup
+from helpers import cli, once, slow_setup
 
 from resnets import models
 from resnets.case import Case
@@ -23,8 +24,17 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def run(*args):
+    """``resnets profile ARGS`` as a user runs it, in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "resnets", "profile", *args],
                           capture_output=True, text=True, timeout=300)
+
+
+def refused(tmp_path, *args):
+    """``resnets profile ARGS`` in this process (``helpers.cli``, which also refuses a
+    traceback): bad input is refused before anything is profiled, and a fresh interpreter
+    would only add seconds of torch import to each. In ``tmp_path``, so a default output
+    folder would land there."""
+    return cli("profile", *args, cwd=tmp_path)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,11 +42,20 @@ def run_settings():
     Settings().apply()  # as `resnets profile` does: denormals flushed, all cores
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 @slow_setup
-def resnet18(tmp_path_factory):
-    trace = tmp_path_factory.mktemp("profile") / "trace.json"
-    return profile_case(Case("resnet18", **SMALL), steps=2, trace=trace), trace
+def resnet18(request):
+    """One profile (and its trace, alone in its folder) for the session, however many
+    workers read it: the Profile is plain data, pickled beside the trace."""
+    def make(folder):
+        Settings().apply()  # a session fixture is made before the module's run_settings
+        (folder / "trace").mkdir()
+        prof = profile_case(Case("resnet18", **SMALL), steps=2,
+                            trace=folder / "trace" / "trace.json")
+        (folder / "profile.pkl").write_bytes(pickle.dumps(prof))
+
+    folder = once(request, "test_profile-resnet18", make)
+    return pickle.loads((folder / "profile.pkl").read_bytes()), folder / "trace" / "trace.json"
 
 
 def children(layers, fqn):
@@ -137,18 +156,16 @@ def test_training_attributes_backward_to_layers():
     (["lenet", "--precision", "fp16"], "fp16 autocast is not benchmarked on CPU"),
     (["lenet", "--mode", "eval"], "invalid value 'eval' (valid: infer, train)"),
 ])
-@pytest.mark.slow
-def test_bad_input_is_one_line_exit_2(args, message):
-    r = run(*args)
+def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    r = refused(tmp_path, *args)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
-    assert "Traceback" not in r.stderr
+    assert not r.stdout and not list(tmp_path.iterdir())  # refused before writing
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
-@pytest.mark.slow
-def test_cuda_without_cuda_is_one_line():
-    r = run("lenet", "--device", "cuda")
+def test_cuda_without_cuda_is_one_line(tmp_path):
+    r = refused(tmp_path, "lenet", "--device", "cuda")
     assert r.returncode == 2 and "CUDA is not available" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 

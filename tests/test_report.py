@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import records
-from helpers import slow_setup
+from helpers import once, slow_setup
 
 from resnets import store
 from resnets.case import Case
@@ -41,18 +41,21 @@ def cli(*args, cwd=None):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 @slow_setup
-def run_dir(tmp_path_factory) -> Path:
-    """A real run: the suite on LeNet, CPU, 8 cases, as small a budget as it takes."""
-    tmp = tmp_path_factory.mktemp("suite")
-    cmd = [sys.executable, "-m", "pytest", speed_suite.__file__, "-p", "resnets.suite.plugin",
-           "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir", str(tmp), "--benchmark-only",
-           "--bench-models", "lenet", "--bench-devices", "cpu", "--bench-time-budget", "0.2",
-           "--bench-min-rounds", "3", "--bench-out", str(tmp / "run"), "-q"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return tmp / "run"
+def run_dir(request) -> Path:
+    """A real run: the suite on LeNet, CPU, 8 cases, as small a budget as it takes (made
+    once per session; tests that change it copy it)."""
+    def make(tmp):
+        cmd = [sys.executable, "-m", "pytest", speed_suite.__file__, "-p",
+               "resnets.suite.plugin", "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir",
+               str(tmp), "--benchmark-only", "--bench-models", "lenet", "--bench-devices", "cpu",
+               "--bench-time-budget", "0.2", "--bench-min-rounds", "3", "--bench-out",
+               str(tmp / "run"), "-q"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    return once(request, "test_report-lenet-run", make) / "run"
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import FAST, pytest_run, wait_until_gone
+from helpers import FAST, SPEED, once, pytest_run, slow_setup, wait_until_gone
 
-from resnets import journal, runlock, store
+import resnets.models  # noqa: F401 - before any in-process pytest run: pytester restores
+from resnets import journal, runlock, store  # sys.modules after each; torch loads once
 from resnets.schema import Status
 
-RUN = [sys.executable, "-m", "resnets", "run", "--models", "lenet", "--devices", "cpu",
-       "--no-convergence", "--no-report"]
-# Two groups (infer, train) of two variants (contiguous, channels_last): the smallest run
-# with something left to resume once the first group is written.
-SMALL = ["--precisions", "fp32", "--time-budget", "0.2"]
+RUN = [sys.executable, "-m", "resnets", "run", "--devices", "cpu", "--no-convergence",
+       "--no-report"]
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
@@ -46,34 +44,156 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path):
         assert (run / runlock.OWNER).read_text() == str(os.getpid())
 
 
+# A fresh run stopped by SIGTERM, its resume stopped by SIGINT, that one's resume killed
+# outright, and a last resume that finishes: one run folder for the three ways a run is
+# stopped, each stop coming while a case is measured (after a new case file, while the
+# journal notes the next one), each resume measuring what the stop left. Four groups of one
+# variant: one for each stop to leave written, one for the last resume. (Three separate
+# runs and resumes took six launches of `resnets run`, each importing torch twice, and the
+# run-state test a suite of its own; this takes four.)
+CHAIN = ["--models", "lenet,lenet_bn", "--modes", "infer,train", "--memory-formats",
+         "contiguous", "--precisions", "fp32", "--time-budget", "0.2", "--min-rounds", "3"]
+STOPS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
+# The suite's own pytest needs neither hypothesis' plugin nor xdist's (seconds of imports).
+LEAN = "-p no:hypothesispytest -p no:xdist -p no:xdist.looponfail"
+
+
+@pytest.fixture(autouse=True)
+def _lean_suites(monkeypatch):
+    """Suites these tests start inherit the environment: no plugins they do not use."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {LEAN}")
+
+
+def _cases(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "cases").glob("*.json"))
+
+
+def _notes(run: Path) -> list[str]:
+    """The journal's notes: the cases being measured (``journal.Journal.attempt``)."""
+    return sorted(p.name for p in (run / journal.ATTEMPTS_DIR).glob("*.json"))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _state(run: Path) -> dict | None:
+    state = run / "run-state.json"
+    return json.loads(state.read_text()) if state.is_file() else None
+
+
+def _stop_and_resume(folder: Path) -> None:
+    """The chain above, its facts in ``folder/chain.json`` (never raises: a stage that
+    goes wrong is recorded, and the tests that read it fail, not the fixture)."""
+    run = folder / "run"
+    env = {**os.environ, "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} {LEAN}"}
+    stages = []
+    for i, signum in enumerate(STOPS):
+        argv = [*RUN, *CHAIN, "-o", str(run)] if i == 0 else [
+            sys.executable, "-m", "resnets", "run", "--resume", str(run), "--no-report"]
+        had = set(_cases(run))
+        with open(folder / f"{i}.err", "w") as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        stage = {"signal": int(signum), "started": time.time()}
+        stages.append(stage)
+        deadline = time.time() + 240
+        while not set(_cases(run)) - had and time.time() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        # ...and then for the journal's note of the case measured next: the stop comes in
+        # the middle of a measurement, not between two cases.
+        while not set(_notes(run)) - set(_cases(run)) and time.time() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        stage["before"] = _cases(run)
+        stage["measured"] = sorted(set(stage["before"]) - had)
+        stage["measuring"] = (proc.poll() is None and bool(stage["measured"])
+                              and bool(set(_notes(run)) - set(stage["before"])))
+        stage["suite"] = _children(proc.pid)
+        proc.send_signal(signum)
+        try:
+            stage["code"] = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stage["code"] = proc.wait()
+        stage["err"] = (folder / f"{i}.err").read_text()
+        stage["kept"] = _cases(run)
+        deadline = time.time() + 60
+        while any(map(_alive, stage["suite"])) and time.time() < deadline:
+            time.sleep(0.1)
+        stage["suite_alive"] = [p for p in stage["suite"] if _alive(p)]
+        stage["gone"] = wait_until_gone(str(run))  # the pytest child and its workers
+        stage["after"] = _cases(run)
+        stage["tmp"] = [str(p) for p in run.rglob(".*.tmp")]
+        stage["attempts"] = _notes(run)
+        stage["state"] = _state(run)
+        stage["ended"] = time.time()
+        if not stage["measuring"]:
+            break
+    else:
+        r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
+                            "--no-report"], capture_output=True, text=True, timeout=300,
+                           env=env)
+        after = _cases(run)
+        stages.append({"code": r.returncode, "err": r.stderr[-2000:], "after": after,
+                       "measured": sorted(set(after) - set(stages[-1]["after"])),
+                       "finished": sorted(store.finished_case_ids(run)),
+                       "state": _state(run)})
+    (folder / "chain.json").write_text(json.dumps(stages))
+
+
+@pytest.fixture(scope="session")
+@slow_setup
+def stopped_runs(request) -> list[dict]:
+    return json.loads((once(request, "test_runs-stopped", _stop_and_resume) / "chain.json")
+                      .read_text())
+
+
+def _resumed_after(stages: list[dict], i: int) -> None:
+    """Stage ``i``'s stop is finished by the stages after it: the next one (a resume)
+    measured a case the stop had left missing, and the last one finished the run."""
+    assert len(stages) == len(STOPS) + 1, "a stage went wrong: " + stages[-1]["err"][-2000:]
+    assert stages[i + 1]["measured"]  # its cases are those stage i left missing
+    last = stages[-1]
+    assert last["code"] == 0, last["err"]
+    assert len(last["finished"]) == 4  # 2 models x 2 modes
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-@pytest.mark.slow
-def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(tmp_path, signum, code):
-    run = tmp_path / "run"
-    proc = subprocess.Popen([*RUN, *SMALL, "-o", str(run)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not list((run / "cases").glob("*.json")) and time.time() < deadline:
-        time.sleep(0.2)
-    assert list((run / "cases").glob("*.json")), "no case finished in time"
-    before = len(list((run / "cases").glob("*.json")))
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == code, err[-2000:]
-    assert "finish with: resnets run --resume" in err and "Traceback" not in err
-    kept = sorted((run / "cases").glob("*.json"))
-    assert wait_until_gone(str(run))  # the pytest child and its workers are gone...
-    assert sorted((run / "cases").glob("*.json")) == kept  # ...and wrote nothing more
-    assert not list(run.rglob(".*.tmp"))
+def test_a_signal_stops_the_suite_keeps_results_and_says_how_to_resume(stopped_runs, signum,
+                                                                      code):
+    i = STOPS.index(signum)
+    stage = stopped_runs[i]
+    assert stage["measuring"], "no case finished in time: " + stage["err"][-2000:]
+    assert stage["code"] == code, stage["err"][-2000:]
+    assert "finish with: resnets run --resume" in stage["err"]
+    assert "Traceback" not in stage["err"]
+    assert stage["gone"]  # the pytest child and its workers are gone...
+    assert stage["after"] == stage["kept"]  # ...and wrote nothing more
+    assert not stage["tmp"]
     # The suite stopped at once (pytest takes an exception other than KeyboardInterrupt
     # for one test's failure and goes on), and the case it was measuring is not left
     # "crashed"; at most the one finishing as the signal came was written after it.
-    assert len(kept) <= before + 1, (before, len(kept))
-    assert not list((run / journal.ATTEMPTS_DIR).glob("*.json"))
-    r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
-                        "--no-report"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert len(store.finished_case_ids(run)) == 4  # 2 modes x 2 formats
+    assert len(stage["kept"]) <= len(stage["before"]) + 1, (stage["before"], stage["kept"])
+    assert not stage["attempts"]
+    _resumed_after(stopped_runs, i)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_run_killed_outright_stops_its_suite_and_resumes(stopped_runs):
+    i = STOPS.index(signal.SIGKILL)
+    stage = stopped_runs[i]
+    assert stage["measuring"], "no case finished in time: " + stage["err"][-2000:]
+    assert stage["suite"], "resnets run has no child"
+    assert stage["code"] == -signal.SIGKILL
+    assert not stage["suite_alive"], "the suite outlived its killed parent"
+    assert len(stage["kept"]) <= len(stage["before"]) + 1
+    _resumed_after(stopped_runs, i)
 
 
 def _parent_of_a_child_ignoring(tmp_path, signals: str) -> subprocess.Popen:
@@ -143,33 +263,6 @@ def test_a_child_stops_when_its_parent_is_killed_outright(tmp_path):
     assert not _alive(pid), "the child outlived its killed parent"
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
-@pytest.mark.slow
-def test_a_run_killed_outright_stops_its_suite_and_resumes(tmp_path):
-    run = tmp_path / "run"
-    proc = subprocess.Popen([*RUN, *SMALL, "-o", str(run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not list((run / "cases").glob("*.json")) and time.time() < deadline:
-        time.sleep(0.2)
-    assert list((run / "cases").glob("*.json")), "no case finished in time"
-    suite = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-             .read_text().split()]
-    assert suite, "resnets run has no child"
-    before = len(list((run / "cases").glob("*.json")))
-    proc.kill()
-    proc.wait()
-    deadline = time.time() + 60
-    while any(map(_alive, suite)) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(map(_alive, suite)), "the suite outlived its killed parent"
-    assert len(list((run / "cases").glob("*.json"))) <= before + 1
-    r = subprocess.run([sys.executable, "-m", "resnets", "run", "--resume", str(run),
-                        "--no-report"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert len(store.finished_case_ids(run)) == 4
-
-
 CRASH = ("from resnets.suite.plugin import *  # noqa\n"
          "import os, signal\n"
          "import resnets.measure.runner as runner\n"
@@ -194,14 +287,38 @@ def suite_in(tmp_path, *args, crash: bool):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
 
 
+def resume_in_process(pytester, monkeypatch, run: Path):
+    """The suite's resume of ``run`` in this process, for a resume that measures nothing
+    (no interpreter and torch import of its own): what the plugin sets for the process
+    (the SIGTERM handler, the peak and energy files' variables, torch's threads) is put
+    back after it."""
+    import torch
+
+    for name in ("RESNETS_PEAK_FILE", "RESNETS_ENERGY_IDLE_FILE"):
+        monkeypatch.setenv(name, "")  # so that the plugin's values are undone
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        return pytester.runpytest_inprocess(
+            SPEED, "-p", "resnets.suite.plugin", "-p", "no:cacheprovider", "--benchmark-only",
+            "-q", *FAST, "--bench-modes", "infer", "--bench-models", "lenet,lenet_bn",
+            "--bench-out", str(run))
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(tmp_path):
+def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(
+        tmp_path, pytester, monkeypatch):
     r = suite_in(tmp_path, crash=True)
     assert r.returncode != 0  # the process died mid-run
     assert len(list((tmp_path / "run" / journal.ATTEMPTS_DIR).glob("*.json"))) == 1
-    r = suite_in(tmp_path, crash=True)  # the resume: lenet_bn is not attempted again
-    assert r.returncode == 0, r.stdout[-2000:]
-    assert "1 crashed (--retry-crashed measures them again)" in r.stdout  # was "0 failed"
+    # The resume: lenet_bn is not attempted again (it would be measured here, and say so).
+    r = resume_in_process(pytester, monkeypatch, tmp_path / "run")
+    out = "\n".join(r.outlines)
+    assert r.ret == 0, out[-2000:]
+    assert "1 crashed (--retry-crashed measures them again)" in out  # was "0 failed"
+    assert "0 measured" in out
     crashed = store.case_ids(tmp_path / "run", {Status.CRASHED})
     assert crashed == {"lenet_bn-infer-cpu-contiguous-fp32-eager-bs64-1x28x28"}
     doc = json.loads(store.case_path(tmp_path / "run", next(iter(crashed))).read_text())
@@ -250,10 +367,9 @@ def test_isolated_cases_run_in_workers_and_reuse_the_runs_peak_probe(tmp_path):
     assert values == {peaks["cpu/fp32"]["attainable_flops_per_s"]}
 
 
-@pytest.mark.slow
-def test_run_state_says_whether_every_planned_case_was_attempted(tmp_path):
-    r = pytest_run(tmp_path, *FAST, "--bench-models", "lenet", "--bench-modes", "infer",
-                   "--bench-out", str(tmp_path / "run"))
-    assert r.returncode == 0
-    state = json.loads((Path(tmp_path) / "run" / "run-state.json").read_text())
-    assert state["complete"] is True and state["planned"] == state["attempted"] == 1
+def test_run_state_says_whether_every_planned_case_was_attempted(stopped_runs):
+    """A run stopped part-way says it is incomplete; its last resume, that every planned
+    case was attempted (three were done before it, one measured by it)."""
+    first, last = stopped_runs[0]["state"], stopped_runs[-1]["state"]
+    assert first is not None and first["complete"] is False, first
+    assert last["complete"] is True and last["planned"] == last["attempted"] == 4, last

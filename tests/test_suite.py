@@ -1,11 +1,12 @@
 """The pytest-benchmark suite end to end, in subprocesses, as users run it."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import FAST, SPEED, cli, pytest_run, slow_setup
+from helpers import FAST, SPEED, cli, once, pytest_run, slow_setup
 
 import resnets.models  # noqa: F401 - before any in-process pytest run: pytester restores
 from resnets import store  # sys.modules after each, and torch's ops cannot load twice
@@ -16,14 +17,44 @@ FIELDS = {"schema_version", "samples_per_s", "peak_memory_bytes", "params", "flo
           "precision", "compile", "batch_size", "input_shape", "memory_method", "time"}
 
 
-@pytest.fixture(scope="module")
+# The suite's own pytest needs neither hypothesis' plugin nor xdist's (seconds of imports).
+LEAN = "-p no:hypothesispytest -p no:xdist -p no:xdist.looponfail"
+
+
+@pytest.fixture(autouse=True)
+def _lean_suites(monkeypatch):
+    """Suites these tests start inherit the environment: no plugins they do not use."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {LEAN}")
+
+
+def _small_run(folder: Path) -> None:
+    (folder / "files").mkdir()  # what the tests read (and may add to), apart from the logs
+    tmp, addopts = folder / "files", os.environ.get("PYTEST_ADDOPTS")
+    os.environ["PYTEST_ADDOPTS"] = f"{addopts or ''} {LEAN}"
+    try:
+        r = pytest_run(tmp, *FAST, "--bench-models", "lenet,resnet20", "--bench-out",
+                       str(tmp / "run"), "--benchmark-json", str(tmp / "out.json"))
+    finally:
+        if addopts is None:
+            del os.environ["PYTEST_ADDOPTS"]
+        else:
+            os.environ["PYTEST_ADDOPTS"] = addopts
+    (folder / "code").write_text(str(r.returncode))
+    (folder / "stdout").write_text(r.stdout)
+    (folder / "stderr").write_text(r.stderr)
+
+
+@pytest.fixture(scope="session")
 @slow_setup
-def small_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("suite")
-    r = pytest_run(tmp, *FAST, "--bench-models", "lenet,resnet20", "--bench-out", str(tmp / "run"),
-                   "--benchmark-json", str(tmp / "out.json"))
+def small_run(request):
+    """One run of the suite for the whole session (all workers): lenet and resnet20, both
+    modes. Tests that change its folder copy it first."""
+    folder = once(request, "test_suite-small-run", _small_run)
+    r = subprocess.CompletedProcess("pytest", int((folder / "code").read_text()),
+                                    (folder / "stdout").read_text(),
+                                    (folder / "stderr").read_text())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return tmp, r
+    return folder / "files", r
 
 
 @pytest.mark.slow
@@ -70,15 +101,35 @@ def test_each_case_is_persisted_in_its_own_file(small_run):
     assert not list((tmp / "run" / "cases").glob(".*.tmp"))
 
 
-@pytest.mark.slow
-def test_impossible_cases_are_skipped_with_reasons(tmp_path):
-    r = pytest_run(tmp_path, "--bench-models", "lenet", "--bench-modes", "infer",
-                   "--bench-memory-formats", "contiguous", "--bench-precisions", "tf32,fp16",
-                   "--bench-devices", "cpu", "--bench-out", str(tmp_path / "run"), "-rs")
-    assert r.returncode == 0, r.stdout[-2000:]
-    assert "tf32 is a CUDA tensor-core math mode" in r.stdout
-    assert "fp16 autocast is not benchmarked on CPU" in r.stdout
-    assert "0 measured, 2 skipped" in r.stdout
+def suite_in_process(pytester, monkeypatch, *args, suite=SPEED):
+    """The suite in this process, for a run that measures nothing (every case skipped):
+    no interpreter and torch import of its own. What the plugin sets for the process (the
+    SIGTERM handler, the peak and energy files' variables, torch's threads) is put back."""
+    import signal
+
+    import torch
+
+    for name in ("RESNETS_PEAK_FILE", "RESNETS_ENERGY_IDLE_FILE"):
+        monkeypatch.setenv(name, "")  # so that the plugin's values are undone
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        r = pytester.runpytest_inprocess(suite, "-p", "resnets.suite.plugin", "-p",
+                                         "no:cacheprovider", "--benchmark-only", "-q", *args)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+    return r.ret, "\n".join(r.outlines)
+
+
+def test_impossible_cases_are_skipped_with_reasons(pytester, monkeypatch, tmp_path):
+    code, out = suite_in_process(
+        pytester, monkeypatch, "--bench-models", "lenet", "--bench-modes", "infer",
+        "--bench-memory-formats", "contiguous", "--bench-precisions", "tf32,fp16",
+        "--bench-devices", "cpu", "--bench-out", str(tmp_path / "run"), "-rs")
+    assert code == 0, out[-2000:]
+    assert "tf32 is a CUDA tensor-core math mode" in out
+    assert "fp16 autocast is not benchmarked on CPU" in out
+    assert "0 measured, 2 skipped" in out
 
 
 @pytest.mark.slow
@@ -138,11 +189,6 @@ def test_bad_option_values_are_usage_errors(pytester, args, message):
     assert message in err and "Traceback" not in err
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "resnets", *args], capture_output=True,
-                          text=True, timeout=600, cwd=cwd)
-
-
 @pytest.mark.parametrize("args, message", [
     (["run", "--memory-formats", "nchw"], "valid: contiguous, channels_last"),
     (["run", "--models", "resnet5O"], "unknown model 'resnet5O'"),
@@ -158,15 +204,20 @@ def test_run_cli_rejects_bad_input_in_one_line(args, message, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_cli_measures_and_resumes(tmp_path):
+def test_run_cli_measures_and_resumes(tmp_path, capfd):
+    """`resnets run` in this process (its suite is its own process, as ever: no second
+    torch import for the parent); the suite's output is read from the file descriptors."""
     out = tmp_path / "myrun"
-    r = run_cli("run", "--models", "lenet", "--modes", "infer", "--memory-formats", "contiguous",
-                "--precisions", "fp32", "--devices", "cpu", "--time-budget", "0.2", "--out",
-                str(out), "--no-report", "--no-convergence", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = cli("run", "--models", "lenet", "--modes", "infer", "--memory-formats", "contiguous",
+            "--precisions", "fp32", "--devices", "cpu", "--time-budget", "0.2", "--min-rounds",
+            "3", "--out", str(out), "--no-report", "--no-convergence", cwd=tmp_path)
+    suite = capfd.readouterr()
+    assert r.returncode == 0, r.stderr[-2000:] + suite.out[-2000:] + suite.err[-2000:]
     assert len(store.finished_case_ids(out)) == 1
-    r = run_cli("run", "--resume", str(out), "--no-report", cwd=tmp_path)
-    assert r.returncode == 0 and "already done" in r.stdout
+    r = cli("run", "--resume", str(out), "--no-report", cwd=tmp_path)
+    suite = capfd.readouterr()
+    assert r.returncode == 0, r.stderr[-2000:] + suite.out[-2000:]
+    assert "0 measured, 0 skipped, 0 failed, 1 already done" in suite.out, suite.out[-2000:]
     r = cli("run", "--resume", str(out), "--models", "lenet", cwd=tmp_path)
     assert r.returncode == 2 and "--resume reuses" in r.stderr
 
@@ -195,15 +246,15 @@ def test_convergence_runs_are_benchmarks_with_curves(tmp_path):
     assert len(store.finished_case_ids(tmp_path / "run")) == 3
 
 
-@pytest.mark.slow
-def test_missing_dataset_folder_skips_with_what_to_put_where(tmp_path):
+def test_missing_dataset_folder_skips_with_what_to_put_where(pytester, monkeypatch, tmp_path):
     from resnets.suite import convergence
 
-    r = pytest_run(tmp_path, "--bench-experiments", "degradation", "--bench-models", "resnet20",
-                   "--bench-dataset", "cifar10", "--bench-data-root", str(tmp_path / "nodata"),
-                   "-rs", suite=convergence.__file__)
-    assert r.returncode == 0 and "3 skipped" in r.stdout, r.stdout[-2000:]
-    assert "cifar-10-batches-py" in r.stdout
+    code, out = suite_in_process(
+        pytester, monkeypatch, "--bench-experiments", "degradation", "--bench-models",
+        "resnet20", "--bench-dataset", "cifar10", "--bench-data-root", str(tmp_path / "nodata"),
+        "--bench-out", str(tmp_path / "run"), "-rs", suite=convergence.__file__)
+    assert code == 0 and "3 skipped" in out, out[-2000:]
+    assert "cifar-10-batches-py" in out
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA is not available")
@@ -228,9 +279,12 @@ def test_run_cli_refuses_to_mix_a_new_run_into_an_old_folder(small_run, tmp_path
 
 
 def test_a_glob_over_reports_skips_what_holds_no_results(small_run, tmp_path):
+    import shutil
+
     from resnets.results import ResultsError, load
 
-    tmp, _ = small_run
+    tmp = tmp_path / "reports"  # a copy: the run is shared
+    shutil.copytree(small_run[0], tmp)
     (tmp / "README.md").write_text("not a result")
     (tmp / "report-only").mkdir(exist_ok=True)
     df = load(str(tmp / "*"))  # run/ (cases), out.json; README.md and report-only/ skipped
