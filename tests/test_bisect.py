@@ -254,6 +254,11 @@ def test_the_commit_that_slows_a_model_is_found(tmp_path):
     regression; bisect.json reads back in resnets history."""
     shas = make_repo(tmp_path / "repo", CULPRIT)
     r = run_bisect(tmp_path / "repo", tmp_path / "out", "--good", GOOD_END, "--bad", "main")
+    if r.returncode != 0 and "unclear between the ends" in r.stdout + r.stderr:
+        # Too noisy to judge the ends (beside other work a 2-core machine read a 277%
+        # detectable change): the bisection said so, which is right; ask once more.
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)
+        r = run_bisect(tmp_path / "repo", tmp_path / "out", "--good", GOOD_END, "--bad", "main")
     print(r.stdout, r.stderr[-3000:])
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     doc = json.loads((tmp_path / "out" / "probes.json").read_text())
