@@ -2,10 +2,11 @@
 ours against theirs in the same run (the report pairs ``tv_resnet50`` with ``resnet50``).
 
 These wrap torchvision on purpose: they are the yardstick, not reference implementations.
+torchvision is imported when one is built, not when this registers them: importing it
+imports torch._dynamo (torchvision.ops), 2 s of every process that names a model.
 """
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from .registry import register
@@ -13,6 +14,8 @@ from .registry import register
 
 def _builder(name: str):
     def build(num_classes: int = 1000, in_channels: int = 3, **kw) -> nn.Module:
+        import torchvision
+
         model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kw)
         if in_channels != 3:  # torchvision has no such option: swap the stem conv
             model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3,
