@@ -214,6 +214,8 @@ def test_run_cli_measures_and_resumes(tmp_path, capfd):
     suite = capfd.readouterr()
     assert r.returncode == 0, r.stderr[-2000:] + suite.out[-2000:] + suite.err[-2000:]
     assert len(store.finished_case_ids(out)) == 1
+    # No installed plugin but pytest-benchmark and ours: pytest lists none it autoloaded.
+    assert "\nplugins:" not in suite.out and "benchmark: " in suite.out, suite.out[:2000]
     r = cli("run", "--resume", str(out), "--no-report", cwd=tmp_path)
     suite = capfd.readouterr()
     assert r.returncode == 0, r.stderr[-2000:] + suite.out[-2000:]

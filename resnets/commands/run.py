@@ -61,13 +61,16 @@ def _resumed(args: argparse.Namespace) -> tuple[Path, dict]:
 
 
 def pytest_command(run_dir: Path, opts: dict, extra: list[str]) -> list[str]:
-    """The pytest command line that runs the suite with ``opts`` into ``run_dir``."""
+    """The pytest command line that runs the suite with ``opts`` into ``run_dir``. It loads
+    pytest-benchmark and the suite's plugin, no other (PYTEST_DISABLE_PLUGIN_AUTOLOAD in
+    its environment): another installed plugin can neither change what is timed nor add its
+    imports to every run's start (hypothesis': a second); ``-- -p NAME`` loads one."""
     from ..suite import convergence, speed
 
     # -P: no working folder on the path, so a run started inside another checkout of this
     # project imports this resnets, not that one (pytest: "import file mismatch").
     cmd = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "pytest",
-           speed.__file__, convergence.__file__,
+           speed.__file__, convergence.__file__, "-p", "pytest_benchmark.plugin",
            "-p", "resnets.suite.plugin", "-p", "no:cacheprovider", "--rootdir", str(run_dir),
            "-c", os.devnull, "--benchmark-only", "--benchmark-sort=name", "-v"]
     for o in options.SUITE:
@@ -139,7 +142,7 @@ def main(args: argparse.Namespace) -> int:
               flush=True)
         # The suite imports the resnets this command runs (its folder first on the path).
         here = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ,
+        env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
                runlock.HELD_ENV: str(run_dir.resolve()),
                "PYTHONPATH": os.pathsep.join(filter(None, [here,
                                                            os.environ.get("PYTHONPATH")]))}
