@@ -42,6 +42,14 @@ def pytest_xdist_make_scheduler(config, log):
     return FromBothEnds(config, log)
 
 
+@pytest.fixture
+def lean_suites(monkeypatch):
+    """Suites a test starts inherit its environment: no plugins they do not use."""
+    from helpers import LEAN
+
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {LEAN}")
+
+
 @pytest.fixture(autouse=True)
 def _denormals_restored():
     """Measuring flushes denormal floats to zero for the whole process (Settings.apply);

@@ -49,6 +49,32 @@ def once(request, name: str, make) -> Path:
     return folder
 
 
+# The suites tests start need neither hypothesis' plugin nor xdist's (seconds of imports);
+# ``lean_suites`` (conftest) puts this in PYTEST_ADDOPTS for the suites a test starts.
+LEAN = "-p no:hypothesispytest -p no:xdist -p no:xdist.looponfail"
+
+
+def suite_in_process(pytester, monkeypatch, *args, suite=SPEED) -> tuple[int, str]:
+    """(exit code, output) of the suite in this process, for a run or resume that
+    measures nothing (every case skipped or already done): no interpreter and torch import
+    of its own. What the plugin sets for the process (the SIGTERM handler, the peak and
+    energy files' variables, torch's threads) is put back after it."""
+    import signal
+
+    import torch
+
+    for name in ("RESNETS_PEAK_FILE", "RESNETS_ENERGY_IDLE_FILE"):
+        monkeypatch.setenv(name, "")  # so that the plugin's values are undone
+    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        r = pytester.runpytest_inprocess(suite, "-p", "resnets.suite.plugin", "-p",
+                                         "no:cacheprovider", "--benchmark-only", "-q", *args)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        torch.set_num_threads(threads)
+    return r.ret, "\n".join(r.outlines)
+
+
 def pytest_run(tmp, *args, suite=SPEED):
     cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "resnets.suite.plugin",
            "-p", "no:cacheprovider", "-c", "/dev/null", "--rootdir", str(tmp),

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import FAST, SPEED, once, pytest_run, slow_setup, wait_until_gone
+from helpers import FAST, LEAN, once, pytest_run, slow_setup, suite_in_process, wait_until_gone
 
 import resnets.models  # noqa: F401 - before any in-process pytest run: pytester restores
 from resnets import journal, runlock, store  # sys.modules after each; torch loads once
@@ -54,14 +54,7 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path):
 CHAIN = ["--models", "lenet,lenet_bn", "--modes", "infer,train", "--memory-formats",
          "contiguous", "--precisions", "fp32", "--time-budget", "0.2", "--min-rounds", "3"]
 STOPS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
-# The suite's own pytest needs neither hypothesis' plugin nor xdist's (seconds of imports).
-LEAN = "-p no:hypothesispytest -p no:xdist -p no:xdist.looponfail"
-
-
-@pytest.fixture(autouse=True)
-def _lean_suites(monkeypatch):
-    """Suites these tests start inherit the environment: no plugins they do not use."""
-    monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {LEAN}")
+pytestmark = pytest.mark.usefixtures("lean_suites")
 
 
 def _cases(run: Path) -> list[str]:
@@ -287,26 +280,6 @@ def suite_in(tmp_path, *args, crash: bool):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
 
 
-def resume_in_process(pytester, monkeypatch, run: Path):
-    """The suite's resume of ``run`` in this process, for a resume that measures nothing
-    (no interpreter and torch import of its own): what the plugin sets for the process
-    (the SIGTERM handler, the peak and energy files' variables, torch's threads) is put
-    back after it."""
-    import torch
-
-    for name in ("RESNETS_PEAK_FILE", "RESNETS_ENERGY_IDLE_FILE"):
-        monkeypatch.setenv(name, "")  # so that the plugin's values are undone
-    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
-    try:
-        return pytester.runpytest_inprocess(
-            SPEED, "-p", "resnets.suite.plugin", "-p", "no:cacheprovider", "--benchmark-only",
-            "-q", *FAST, "--bench-modes", "infer", "--bench-models", "lenet,lenet_bn",
-            "--bench-out", str(run))
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-        torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(
         tmp_path, pytester, monkeypatch):
@@ -314,9 +287,10 @@ def test_a_case_that_kills_its_process_is_recorded_as_crashed_and_not_retried(
     assert r.returncode != 0  # the process died mid-run
     assert len(list((tmp_path / "run" / journal.ATTEMPTS_DIR).glob("*.json"))) == 1
     # The resume: lenet_bn is not attempted again (it would be measured here, and say so).
-    r = resume_in_process(pytester, monkeypatch, tmp_path / "run")
-    out = "\n".join(r.outlines)
-    assert r.ret == 0, out[-2000:]
+    code, out = suite_in_process(pytester, monkeypatch, *FAST, "--bench-modes", "infer",
+                                 "--bench-models", "lenet,lenet_bn",
+                                 "--bench-out", str(tmp_path / "run"))
+    assert code == 0, out[-2000:]
     assert "1 crashed (--retry-crashed measures them again)" in out  # was "0 failed"
     assert "0 measured" in out
     crashed = store.case_ids(tmp_path / "run", {Status.CRASHED})

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import FAST, SPEED, cli, once, pytest_run, slow_setup
+from helpers import FAST, LEAN, SPEED, cli, once, pytest_run, slow_setup, suite_in_process
 
 import resnets.models  # noqa: F401 - before any in-process pytest run: pytester restores
 from resnets import store  # sys.modules after each, and torch's ops cannot load twice
@@ -17,14 +17,7 @@ FIELDS = {"schema_version", "samples_per_s", "peak_memory_bytes", "params", "flo
           "precision", "compile", "batch_size", "input_shape", "memory_method", "time"}
 
 
-# The suite's own pytest needs neither hypothesis' plugin nor xdist's (seconds of imports).
-LEAN = "-p no:hypothesispytest -p no:xdist -p no:xdist.looponfail"
-
-
-@pytest.fixture(autouse=True)
-def _lean_suites(monkeypatch):
-    """Suites these tests start inherit the environment: no plugins they do not use."""
-    monkeypatch.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} {LEAN}")
+pytestmark = pytest.mark.usefixtures("lean_suites")
 
 
 def _small_run(folder: Path) -> None:
@@ -99,26 +92,6 @@ def test_each_case_is_persisted_in_its_own_file(small_run):
     ids = store.finished_case_ids(tmp / "run")
     assert {f.stem for f in files} == ids
     assert not list((tmp / "run" / "cases").glob(".*.tmp"))
-
-
-def suite_in_process(pytester, monkeypatch, *args, suite=SPEED):
-    """The suite in this process, for a run that measures nothing (every case skipped):
-    no interpreter and torch import of its own. What the plugin sets for the process (the
-    SIGTERM handler, the peak and energy files' variables, torch's threads) is put back."""
-    import signal
-
-    import torch
-
-    for name in ("RESNETS_PEAK_FILE", "RESNETS_ENERGY_IDLE_FILE"):
-        monkeypatch.setenv(name, "")  # so that the plugin's values are undone
-    handler, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
-    try:
-        r = pytester.runpytest_inprocess(suite, "-p", "resnets.suite.plugin", "-p",
-                                         "no:cacheprovider", "--benchmark-only", "-q", *args)
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-        torch.set_num_threads(threads)
-    return r.ret, "\n".join(r.outlines)
 
 
 def test_impossible_cases_are_skipped_with_reasons(pytester, monkeypatch, tmp_path):
