@@ -20,6 +20,7 @@ def pytest_configure(config):
         config.option.maxschedchunk = 1
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist's: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config, log):
     """``--dist load`` with the second worker taking tests from the far end of the order
     (``pytest_collection_modifyitems``): one works through the slow runs while the other
