@@ -43,8 +43,7 @@ def pairs(folder: Path) -> dict[str, list[tuple[float, float]]]:
     block se)] over the pairs of one gate or run folder."""
     if not (folder / "base").is_dir():
         return variant_pairs(folder)
-    gate_out = folder
-    base, head = (load([gate_out / side]) for side in ("base", "head"))
+    base, head = (load([folder / side]) for side in ("base", "head"))
     out = defaultdict(list)
     for case, b_rows in base.groupby(CASE_ID):
         h_rows = head[head[CASE_ID] == case]
@@ -104,7 +103,7 @@ def main(folders: list[str]) -> int:
 
 
 def coverage(every: dict[str, list[tuple[float, float]]]) -> str:
-    """Do the intervals the one-process prior gives (``paired_sigma``: the block se and
+    """Do the intervals the one-process CPU prior gives (``paired_sigma``: the block se and
     the shift beyond it) cover another pair's or run's ratio of the same case? The pooled
     excess is weighted toward the noisiest cases; this z of each two ratios' difference
     over their combined sigma is not: sd(z) about 1 and 5% beyond 1.96 when calibrated."""

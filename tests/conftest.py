@@ -26,7 +26,7 @@ def pytest_xdist_make_scheduler(config, log):
     (``pytest_collection_modifyitems``): one works through the slow runs while the other
     runs the short tests, and they meet in the middle. Two slow runs side by side on two
     cores each run their OpenMP threads against the other's: the tests took 963 s in all
-    when both workers took them from the front, 813-878 s like this (7:34 wall, not 8:28)."""
+    when both workers took them from the front, 878 s like this (7:34 wall, not 8:28)."""
     if config.getoption("dist") != "load":
         return None
     from xdist.scheduler import LoadScheduling
