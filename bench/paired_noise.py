@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resnets.case import ROW_KEYS
 from resnets.compare.noise import paired_sigma
 from resnets.compare.significance import paired_blocks
-from resnets.report import load, speedups
+from resnets.report import ResultsError, load, speedups
 from resnets.schema import CASE_ID, SAMPLES
 
 
@@ -120,4 +120,7 @@ def coverage(every: dict[str, list[tuple[float, float]]]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except ResultsError as exc:
+        sys.exit(f"paired_noise: {exc}")
