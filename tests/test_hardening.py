@@ -140,15 +140,18 @@ def test_follow_skips_a_malformed_request_and_times_out_with_a_message(tmp_path,
 @pytest.mark.slow
 def test_a_run_started_inside_another_checkout_runs_this_resnets(tmp_path):
     """pytest put the working folder first on the path, so from inside another checkout
-    the suite imported that checkout's resnets ("import file mismatch")."""
+    the suite imported that checkout's resnets ("import file mismatch"). The mismatch is
+    at collection, so a case that is skipped here (CUDA) tests it without measuring."""
     other = tmp_path / "checkout"
     shutil.copytree(ROOT / "resnets", other / "resnets",
                     ignore=shutil.ignore_patterns("__pycache__"))
     script = Path(sys.executable).parent / "resnets"
     for i, start in enumerate(([str(script)], [sys.executable, "-m", "resnets"])):
         r = subprocess.run([*start, "run", "--models", "lenet", "--modes", "infer", "--devices",
-                            "cpu", "--memory-formats", "contiguous", "--precisions", "fp32",
+                            "cuda", "--memory-formats", "contiguous", "--precisions", "fp32",
                             "--no-convergence", "--time-budget", "0.1", "--min-rounds", "3",
                             "--no-report", "-o", str(tmp_path / f"run{i}")], cwd=other,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "0 failed" in r.stdout
+        assert len(list((tmp_path / f"run{i}" / "cases").glob("*.json"))) == 1
